@@ -1,0 +1,44 @@
+# calcinet: the whole set-up is `make train` or `make test` on a machine with Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+PY := $(VENV)/bin/python
+# Everything below is resolved from uv.lock; `make lock` refreshes it after editing pyproject.toml.
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_LINK_MODE ?= hardlink
+
+.PHONY: setup train test test-fast lint lock clean mlflow-ui
+
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PY)
+	@touch $@
+
+train: setup
+	$(VENV)/bin/calcinet-train $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+lock: $(UV)
+	$(UV) lock
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(VENV) outputs mlflow.db .pytest_cache

@@ -1,0 +1,83 @@
+"""Checks on a composed training config, run before anything is built.
+
+Hydra already refuses unknown keys and unknown group options; these checks catch values that
+compose fine but cannot work (negative epochs, a patch too small for the network, ...). Each
+problem is one line naming the key, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from calcinet.models.networks import check_patch_size, network_entry
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and the fix."""
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, throw_on_missing=False)
+
+
+def _require(cfg: DictConfig, key: str, ok: Callable[[Any], bool], expected: str) -> Any:
+    value = _get(cfg, key)
+    try:
+        good = ok(value)
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        raise ConfigError(f"{key}={shown!r}: expected {expected}")
+    return value
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first value in ``cfg`` that cannot work."""
+    _require(cfg, "seed", lambda v: v is None or _is_int(v), "an integer or null")
+    _require(cfg, "trainer.max_epochs", lambda v: _is_int(v) and v > 0, "a positive integer")
+    _require(cfg, "data.batch_size", lambda v: _is_int(v) and v > 0, "a positive integer")
+    _require(cfg, "data.num_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+    patch = _require(
+        cfg, "data.patch_size",
+        lambda v: len(v) == 3 and all(_is_int(s) and s > 0 for s in v),
+        "three positive integers (x, y, z) in voxels",
+    )
+    _require(
+        cfg, "data.spacing",
+        lambda v: len(v) == 3 and all(_is_number(s) and s > 0 for s in v),
+        "three positive numbers (x, y, z) in mm",
+    )
+    _require(
+        cfg, "data.hu_window",
+        lambda v: len(v) == 2 and all(_is_number(s) for s in v) and v[0] < v[1],
+        "[low, high] in HU with low < high",
+    )
+    _require(cfg, "optim.optimizer.lr", lambda v: _is_number(v) and v > 0, "a positive number")
+    pos_weight = _get(cfg, "model.loss.pos_weight")
+    if pos_weight is not None and pos_weight != "auto" and not (
+        _is_number(pos_weight) and pos_weight > 0
+    ):
+        raise ConfigError(
+            f"model.loss.pos_weight={pos_weight!r}: expected null, 'auto' or a positive number"
+        )
+    network = OmegaConf.to_container(_get(cfg, "model.network"), resolve=True)
+    if not isinstance(network, dict) or "name" not in network:
+        raise ConfigError(f"model.network={network!r}: expected a mapping with a 'name'")
+    name = network.pop("name")
+    try:
+        network_entry(name)
+        check_patch_size(name, list(patch), **network)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,1 @@
+"""Data: the synthetic phantom, record sources, MONAI transforms and the DataModule."""

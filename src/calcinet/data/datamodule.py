@@ -1,0 +1,131 @@
+"""The LightningDataModule: records from a source -> MONAI datasets -> loaders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data.utils import json_hashing
+
+from calcinet.data.transforms import build_transforms
+
+CACHE_MODES = ("none", "memory", "disk")
+
+
+class CalciDataModule(L.LightningDataModule):
+    """Batches of ``{"image": [N, 1, X, Y, Z] float32 in [0, 1], "label": [N] int64, ...metadata}``.
+
+    Args:
+        source: a record source (see :mod:`calcinet.data.sources`).
+        patch_size: patch shape in voxels, (x, y, z).
+        spacing: voxel size in mm, (x, y, z).
+        hu_window: ``[low, high]`` HU mapped to ``[0, 1]`` (values outside are clipped).
+        batch_size: samples per batch (training and evaluation).
+        num_workers: loader worker processes (0 loads in the training process).
+        cache: ``"memory"`` (MONAI ``CacheDataset``), ``"disk"`` (``PersistentDataset`` keyed on
+            the transform chain) or ``"none"``.
+        cache_dir: folder for ``cache="disk"``.
+        cache_workers: threads that fill the memory cache.
+        augment: augmentation strengths (see ``transforms.DEFAULT_AUGMENT``), or None for none.
+        pin_memory: pin host memory for faster copies to a GPU.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        patch_size: Sequence[int],
+        spacing: Sequence[float],
+        hu_window: Sequence[float],
+        batch_size: int = 16,
+        num_workers: int = 0,
+        cache: str = "memory",
+        cache_dir: str | None = None,
+        cache_workers: int = 2,
+        augment: Mapping[str, float] | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if cache not in CACHE_MODES:
+            raise ValueError(f"data.cache={cache!r}: expected one of {', '.join(CACHE_MODES)}")
+        if cache == "disk" and not cache_dir:
+            raise ValueError("data.cache_dir=None: expected a folder when data.cache='disk'")
+        self.source = source
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.hu_window = tuple(float(v) for v in hu_window)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.cache_workers = int(cache_workers)
+        self.augment = dict(augment) if augment is not None else None
+        self.pin_memory = bool(pin_memory)
+        self.datasets: dict[str, Dataset] = {}
+
+    def class_counts(self, split: str) -> dict[int, int]:
+        """``{0: benign count, 1: malignant count}`` of a split, without loading any image."""
+        counts = Counter(int(r["label"]) for r in self.source.records(split))
+        return {0: counts.get(0, 0), 1: counts.get(1, 0)}
+
+    def transforms(self, split: str):
+        """The MONAI chain of ``split`` (augmented for ``"train"`` only)."""
+        return build_transforms(
+            self.source.load_transforms(), self.patch_size, self.spacing, self.hu_window,
+            augment=self.augment if split == "train" else None,
+        )
+
+    def _dataset(self, split: str) -> Dataset:
+        records = self.source.records(split)
+        transform = self.transforms(split)
+        if self.cache == "memory":
+            return CacheDataset(records, transform, num_workers=self.cache_workers,
+                                progress=False, copy_cache=False)
+        if self.cache == "disk":
+            # MONAI hashes the transform chain by class names only; the folder name adds what
+            # those names miss (the data itself and every parameter of the deterministic stage).
+            return PersistentDataset(records, transform, cache_dir=self._disk_cache_folder(),
+                                     hash_transform=json_hashing)
+        return Dataset(records, transform)
+
+    def _disk_cache_folder(self) -> Path:
+        key = json.dumps([self.source.fingerprint(), self.patch_size, self.spacing,
+                          self.hu_window])
+        return Path(self.cache_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
+                  "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate"}.get(split, "test"))
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

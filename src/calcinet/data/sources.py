@@ -1,0 +1,120 @@
+"""Record sources: turn a dataset description into lists of records, one list per split.
+
+A record is a plain dict that MONAI transforms understand: ``{"id", "label", ...metadata}`` plus
+whatever the source's *load* transforms need (phantom parameters, a file path). Each source
+exposes the same small interface, used by :class:`calcinet.data.datamodule.CalciDataModule`:
+
+- ``records(split)``: the records of ``"train"``, ``"val"`` or ``"test"``;
+- ``load_transforms()``: the transforms that produce ``record["image"]`` in HU;
+- ``fingerprint()``: a short hash that changes whenever the data would change;
+- ``write_artifacts(folder)``: files worth keeping with a run (e.g. a montage); returns their paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from monai.transforms import Transform
+
+from calcinet.data.phantom import PhantomConfig, sample_params
+from calcinet.data.transforms import RenderPhantomd
+
+SPLITS = ("train", "val", "test")
+
+
+def phantom_config(
+    patch_size: Sequence[int], spacing: Sequence[float], **options: Any
+) -> PhantomConfig:
+    """A :class:`PhantomConfig` from MONAI-order (x, y, z) ``patch_size`` and ``spacing``.
+
+    The phantom works in array order (z, y, x); this is the one place that reverses the axes.
+    """
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return PhantomConfig(
+        patch_size=tuple(int(s) for s in reversed(patch_size)),
+        spacing=tuple(float(s) for s in reversed(spacing)),
+        **options,
+    )
+
+
+def split_seed(seed: int, split: str) -> int:
+    """An independent generator seed per split, so no sample appears in two splits."""
+    digest = hashlib.sha256(f"calcinet:{int(seed)}:{split}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class SyntheticSource:
+    """The synthetic CT phantom, generated on the fly and deterministic per index and seed.
+
+    Args:
+        num_train, num_val, num_test: samples per split.
+        seed: dataset seed (independent of the training seed, so ``seed=7`` retrains on the same
+            data with another initialisation).
+        patch_size, spacing: patch shape (voxels) and voxel size (mm) in MONAI's (x, y, z) order;
+            the phantom itself works in (z, y, x) and gets them reversed.
+        phantom: other keyword arguments of :class:`calcinet.data.phantom.PhantomConfig`
+            (class prior, pattern mix, difficulty, label noise, nuisance ranges).
+    """
+
+    kind = "synthetic"
+
+    def __init__(
+        self,
+        num_train: int = 1600,
+        num_val: int = 400,
+        num_test: int = 400,
+        seed: int = 0,
+        patch_size: Sequence[int] = (48, 48, 48),
+        spacing: Sequence[float] = (1.25, 1.25, 1.25),
+        phantom: dict[str, Any] | None = None,
+    ) -> None:
+        self.sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
+        for split, size in self.sizes.items():
+            if size < 0:
+                raise ValueError(f"data.source.num_{split}={size}: expected a count >= 0")
+        self.seed = int(seed)
+        self.config = phantom_config(patch_size, spacing, **(phantom or {}))
+
+    @cache  # noqa: B019 - one source lives as long as its DataModule
+    def records(self, split: str) -> list[dict[str, Any]]:
+        if split not in self.sizes:
+            raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
+        seed = split_seed(self.seed, split)
+        records = []
+        for index in range(self.sizes[split]):
+            params = sample_params(index, seed, self.config)
+            records.append(
+                {
+                    "id": f"{split}-{index:05d}",
+                    "label": int(params["label"]),
+                    "pattern": str(params["pattern"]),
+                    "params": params,
+                }
+            )
+        return records
+
+    def load_transforms(self) -> list[Transform]:
+        return [RenderPhantomd(self.config)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed, "sizes": self.sizes,
+                "phantom": dataclasses.asdict(self.config)}
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True, default=str).encode())
+        for split in SPLITS:
+            for record in self.records(split):
+                h.update(json.dumps(record["params"], sort_keys=True, default=str).encode())
+        return h.hexdigest()[:16]
+
+    def write_artifacts(self, folder: Path) -> list[Path]:
+        from calcinet.data.phantom.montage import render_montage
+
+        folder.mkdir(parents=True, exist_ok=True)
+        return [render_montage(folder / "phantom_montage.png", self.config, seed=self.seed)]

@@ -1,0 +1,1 @@
+"""Networks behind one factory: `build_network(name, **kwargs)`."""

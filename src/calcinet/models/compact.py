@@ -1,0 +1,69 @@
+"""The compact 3D CNN that is the CPU default.
+
+Full-resolution first layers dominate the cost of a 3D CNN on a CPU, so the network starts with a
+strided convolution (the "stem") and then runs a few double-convolution stages, each followed by
+max-pooling, before global average pooling and one linear unit: the malignancy logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import nn
+
+
+class CompactCNN(nn.Module):
+    """Stem (strided conv) -> [conv, conv, max-pool] x len(channels) -> global pool -> logit.
+
+    Args:
+        in_channels: image channels (1 for CT).
+        channels: feature channels of each stage; the stem produces ``channels[0]``.
+        stem_stride: stride of the stem convolution (2 halves every spatial side at once).
+        convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage.
+        dropout: dropout before the final linear layer.
+        norm: MONAI norm name, e.g. ``"batch"`` or ``"instance"``.
+        act: MONAI activation name.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128),
+        stem_stride: int = 2,
+        convs_per_stage: int = 2,
+        dropout: float = 0.2,
+        norm: str = "batch",
+        act: str = "relu",
+    ) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("channels: expected at least one stage, got an empty list")
+        channels = [int(c) for c in channels]
+        self.stem = Convolution(
+            3, in_channels, channels[0], strides=stem_stride, kernel_size=3, norm=norm, act=act
+        )
+        stages: list[nn.Module] = []
+        previous = channels[0]
+        for width in channels:
+            layers: list[nn.Module] = []
+            for _ in range(convs_per_stage):
+                layers.append(Convolution(3, previous, width, kernel_size=3, norm=norm, act=act))
+                previous = width
+            layers.append(nn.MaxPool3d(kernel_size=2))
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(previous, 1)
+
+    @staticmethod
+    def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (32, 64, 128)) -> int:
+        """Smallest cube side that still leaves one voxel after the stem and every pooling."""
+        return int(stem_stride) * 2 ** len(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.classifier(self.dropout(x))

@@ -1,0 +1,77 @@
+"""Every config file in conf/ composes, and the composed trees have what the code expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from calcinet.cli import CONFIG_DIR
+from calcinet.config import validate_train_config
+from tests.helpers import compose_config
+
+CONF = Path(CONFIG_DIR)
+GROUPS = ["data", "model", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override", [f"{g}={o}" for g in GROUPS for o in _options(g)], ids=lambda s: s
+)
+def test_every_option_composes_and_resolves(override: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [override], run_dir=tmp_path / "run")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["paths"]["output_dir"] == str(tmp_path / "run")
+    validate_train_config(cfg)
+
+
+def test_every_group_has_options() -> None:
+    for group in GROUPS:
+        assert _options(group), f"conf/{group}/ has no option"
+
+
+def test_top_level_configs_compose(tmp_path: Path) -> None:
+    for name in ("train", "synth"):
+        cfg = compose_config(name, run_dir=tmp_path / name)
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_default_recipe_is_the_compact_cnn_on_the_phantom(tmp_path: Path) -> None:
+    cfg = compose_config("train", run_dir=tmp_path)
+    assert cfg.model.network.name == "compact"
+    assert cfg.data.source._target_.endswith("SyntheticSource")
+    assert list(cfg.data.patch_size) == [48, 48, 48]
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/auroc"
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "checkpoints")
+
+
+def test_experiment_equals_default(tmp_path: Path) -> None:
+    default = OmegaConf.to_container(compose_config("train", run_dir=tmp_path), resolve=True)
+    recipe = OmegaConf.to_container(
+        compose_config("train", ["experiment=synthetic_cpu"], run_dir=tmp_path), resolve=True
+    )
+    assert default == recipe
+
+
+def test_smoke_debug_keeps_checkpoints_and_logging(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["debug=smoke"], run_dir=tmp_path)
+    assert cfg.trainer.max_epochs == 2
+    assert cfg.data.source.num_train <= 64
+    assert cfg.callbacks.model_checkpoint is not None
+    assert "mlflow" in cfg.logger
+    assert not cfg.trainer.get("fast_dev_run")
+
+
+def test_trainer_and_callbacks_instantiate(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["debug=smoke"], run_dir=tmp_path)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    assert trainer.max_epochs == 2
+    names = {type(c).__name__ for c in trainer.callbacks}
+    assert {"ModelCheckpoint", "LearningRateMonitor", "TQDMProgressBar"} <= names

@@ -1,0 +1,78 @@
+"""The LightningModule on its own: loss, metrics, checkpoint round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
+
+from calcinet.training.module import CalciModule
+
+OPTIM = {
+    "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3},
+    "scheduler": {"_target_": "calcinet.training.schedules.warmup_cosine", "_partial_": True},
+}
+NETWORK = {"name": "compact", "channels": [8, 16], "dropout": 0.0}
+PREP = {"patch_size": [16, 16, 16], "spacing": [1.25] * 3, "hu_window": [-200.0, 1800.0]}
+
+
+def _batches(n: int = 24, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    label = torch.arange(n) % 2
+    image = torch.rand(n, 1, 16, 16, 16, generator=g) * 0.2
+    image[label == 1, :, 5:11, 5:11, 5:11] += 0.7
+    return [{"image": image[i : i + 8], "label": label[i : i + 8]} for i in range(0, n, 8)]
+
+
+def test_pos_weight_enters_the_loss() -> None:
+    logit, label = torch.tensor([0.3, -0.2]), torch.tensor([1, 0])
+    plain = CalciModule(NETWORK, OPTIM)._loss(logit, label)
+    weighted = CalciModule(NETWORK, OPTIM, loss={"pos_weight": 3.0})._loss(logit, label)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logit, label.float(), pos_weight=torch.tensor(3.0)
+    )
+    assert weighted == pytest.approx(expected.item())
+    assert weighted > plain
+
+
+def test_validation_metrics_match_scikit_learn(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = CalciModule(NETWORK, OPTIM, preprocessing=PREP)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path)
+    batches = _batches()
+    trainer.validate(module, dataloaders=DataLoader(batches, batch_size=None))
+    logged = trainer.callback_metrics
+    module.eval()
+    with torch.no_grad():
+        probs = torch.cat([torch.sigmoid(module(b["image"])) for b in batches])
+    labels = torch.cat([b["label"] for b in batches])
+    assert float(logged["val/auroc"]) == pytest.approx(roc_auc_score(labels, probs), abs=1e-6)
+    accuracy = ((probs >= 0.5).long() == labels).float().mean()
+    assert float(logged["val/accuracy"]) == pytest.approx(float(accuracy), abs=1e-6)
+    for name in ("loss", "auroc", "accuracy", "sensitivity", "specificity", "f1", "ap"):
+        assert f"val/{name}" in logged
+
+
+def test_fits_and_reloads_from_checkpoint_alone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    optim = {**OPTIM, "optimizer": {**OPTIM["optimizer"], "lr": 1e-2}}
+    module = CalciModule(NETWORK, optim, preprocessing=PREP)
+    trainer = L.Trainer(max_epochs=10, logger=False, enable_progress_bar=False,
+                        default_root_dir=tmp_path, enable_model_summary=False)
+    loader = DataLoader(_batches(), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert float(trainer.callback_metrics["val/auroc"]) > 0.9
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = CalciModule.load_from_checkpoint(path).eval()
+    module.eval()
+    x = _batches()[0]["image"]
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), module(x))
+    assert reloaded.hparams.preprocessing == PREP
+    assert reloaded.hparams.network["name"] == "compact"
