@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 # Everything below is resolved from uv.lock; `make lock` refreshes it after editing pyproject.toml.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE ?= hardlink
+# `make train model=resnet18 trainer.max_epochs=3`: every other VAR=value is a Hydra override.
+HYDRA_OVERRIDES := $(filter-out PYTHON=% ARGS=% PYTEST_ARGS=% UV_LINK_MODE=%,$(MAKEOVERRIDES))
 
 .PHONY: setup train test test-fast lint lock clean mlflow-ui
 
@@ -22,7 +24,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 train: setup
-	$(VENV)/bin/calcinet-train $(ARGS)
+	$(VENV)/bin/calcinet-train $(HYDRA_OVERRIDES) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

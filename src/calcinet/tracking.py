@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,15 @@ def build_mlflow_logger(
 
 
 def ui_command(uri: str) -> str:
-    """How to look at the runs of ``uri`` in a browser."""
+    """The command that shows the runs of ``uri`` in a browser (with this environment's mlflow)."""
     if is_remote(uri):
         return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    mlflow = Path(sys.executable).parent / "mlflow"
+    try:
+        shown = mlflow.relative_to(Path.cwd())
+    except ValueError:
+        shown = mlflow
+    return f"{shown} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:

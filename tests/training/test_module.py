@@ -7,10 +7,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
 from torch.utils.data import DataLoader
 
-from calcinet.training.module import CalciModule
+from calcinet.training.module import CalciModule, choose_thresholds
 
 OPTIM = {
     "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3},
@@ -56,6 +57,25 @@ def test_validation_metrics_match_scikit_learn(tmp_path: Path) -> None:
     assert float(logged["val/accuracy"]) == pytest.approx(float(accuracy), abs=1e-6)
     for name in ("loss", "auroc", "accuracy", "sensitivity", "specificity", "f1", "ap"):
         assert f"val/{name}" in logged
+    # The stored operating threshold is Youden's J on these validation predictions.
+    fpr, tpr, thresholds = roc_curve(labels, probs)
+    youden = thresholds[np.argmax(tpr - fpr)]
+    assert float(module.threshold) == pytest.approx(float(youden), abs=1e-6)
+    assert float(logged["val/threshold"]) == pytest.approx(float(youden), abs=1e-6)
+    first_reaching = thresholds[np.nonzero(tpr >= 0.95)[0][0]]
+    assert float(module.threshold_at_sensitivity) == pytest.approx(float(first_reaching), abs=1e-6)
+
+
+def test_choose_thresholds_on_a_known_curve() -> None:
+    fpr = torch.tensor([0.0, 0.0, 0.5, 0.5, 1.0])
+    tpr = torch.tensor([0.0, 0.5, 0.5, 1.0, 1.0])
+    thresholds = torch.tensor([1.0, 0.9, 0.6, 0.4, 0.1])
+    assert choose_thresholds(fpr, tpr, thresholds, 0.95) == (pytest.approx(0.9), pytest.approx(0.4))
+
+
+def test_invalid_operating_point_is_named() -> None:
+    with pytest.raises(ValueError, match="model.operating_point='f1': expected one of youden"):
+        CalciModule(NETWORK, OPTIM, operating_point="f1")
 
 
 def test_fits_and_reloads_from_checkpoint_alone(tmp_path: Path) -> None:
@@ -76,3 +96,4 @@ def test_fits_and_reloads_from_checkpoint_alone(tmp_path: Path) -> None:
         assert torch.equal(reloaded(x), module(x))
     assert reloaded.hparams.preprocessing == PREP
     assert reloaded.hparams.network["name"] == "compact"
+    assert float(reloaded.threshold) == float(module.threshold)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
+    BinaryROC,
     BinaryAccuracy,
     BinaryAUROC,
     BinaryAveragePrecision,
@@ -20,6 +21,22 @@ from torchmetrics.classification import (
 
 from calcinet import CLASS_NAMES
 from calcinet.models.networks import build_network
+
+
+OPERATING_POINTS = ("youden", "sensitivity")
+
+
+def choose_thresholds(
+    fpr: torch.Tensor, tpr: torch.Tensor, thresholds: torch.Tensor, target_sensitivity: float
+) -> tuple[float, float]:
+    """``(Youden's J threshold, highest threshold whose sensitivity >= target)`` of a ROC curve.
+
+    ``thresholds`` come from ``BinaryROC``: decreasing, with ``tpr`` and ``fpr`` increasing.
+    """
+    youden = float(thresholds[torch.argmax(tpr - fpr)])
+    reached = torch.nonzero(tpr >= target_sensitivity - 1e-12)
+    at_sensitivity = float(thresholds[reached[0, 0]]) if len(reached) else float(thresholds[-1])
+    return min(youden, 1.0), min(at_sensitivity, 1.0)
 
 
 def classification_metrics(prefix: str) -> MetricCollection:
@@ -50,6 +67,12 @@ class CalciModule(L.LightningModule):
         loss: ``{"pos_weight": float | None}``: weight of the malignant class in the BCE loss.
         preprocessing: facts about the input (``patch_size``, ``spacing``, ``hu_window``) kept
             for evaluation and export.
+        operating_point: how the decision threshold is chosen on the validation set after every
+            validation epoch: ``"youden"`` (max sensitivity + specificity - 1) or
+            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``). The
+            threshold is saved in the checkpoint (buffer ``threshold``) and never tuned on test data.
+        target_sensitivity: the sensitivity of the second stored threshold
+            (buffer ``threshold_at_sensitivity``).
     """
 
     def __init__(
@@ -59,8 +82,16 @@ class CalciModule(L.LightningModule):
         loss: dict[str, Any] | None = None,
         preprocessing: dict[str, Any] | None = None,
         class_names: tuple[str, str] = CLASS_NAMES,
+        operating_point: str = "youden",
+        target_sensitivity: float = 0.95,
     ) -> None:
         super().__init__()
+        if operating_point not in OPERATING_POINTS:
+            raise ValueError(f"model.operating_point={operating_point!r}: expected one of "
+                             f"{', '.join(OPERATING_POINTS)}")
+        if not 0.0 < target_sensitivity <= 1.0:
+            raise ValueError(f"model.target_sensitivity={target_sensitivity!r}: expected a "
+                             "number in (0, 1]")
         self.save_hyperparameters(logger=False)
         self.network = build_network(**network)
         pos_weight = (loss or {}).get("pos_weight")
@@ -68,6 +99,11 @@ class CalciModule(L.LightningModule):
         self.register_buffer(
             "pos_weight", None if pos_weight is None else torch.tensor(float(pos_weight))
         )
+        self.threshold: torch.Tensor
+        self.threshold_at_sensitivity: torch.Tensor
+        self.register_buffer("threshold", torch.tensor(0.5))
+        self.register_buffer("threshold_at_sensitivity", torch.tensor(0.5))
+        self.val_roc = BinaryROC()
         self.val_metrics = classification_metrics("val/")
         self.test_metrics = classification_metrics("test/")
 
@@ -87,19 +123,34 @@ class CalciModule(L.LightningModule):
                  batch_size=logit.shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> None:
+    def _evaluate(
+        self, batch: dict[str, Any], stage: str, metrics: MetricCollection
+    ) -> torch.Tensor:
         logit = self(batch["image"])
         label = batch["label"].long()
         self.log(f"{stage}/loss", self._loss(logit, label), on_epoch=True, prog_bar=True,
                  batch_size=logit.shape[0], sync_dist=True)
-        metrics.update(torch.sigmoid(logit.float()), label)
+        probability = torch.sigmoid(logit.float())
+        metrics.update(probability, label)
+        return probability
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+        probability = self._evaluate(batch, "val", self.val_metrics)
+        self.val_roc.update(probability, batch["label"].long())
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=False)
         self.val_metrics.reset()
+        fpr, tpr, thresholds = self.val_roc.compute()
+        self.val_roc.reset()
+        if torch.isfinite(fpr).all() and torch.isfinite(tpr).all():  # both classes present
+            youden, at_sensitivity = choose_thresholds(
+                fpr, tpr, thresholds, self.hparams.target_sensitivity
+            )
+            chosen = youden if self.hparams.operating_point == "youden" else at_sensitivity
+            self.threshold.fill_(chosen)
+            self.threshold_at_sensitivity.fill_(at_sensitivity)
+        self.log("val/threshold", self.threshold.item())
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)

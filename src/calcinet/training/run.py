@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
+import calcinet
 from calcinet import __version__
 from calcinet.config import validate_train_config
 from calcinet.data.datamodule import CalciDataModule
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if mlflow_logger is not None:
         mlflow_logger.log_hyperparams(_flatten(resolved))
         client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
-        commit = git_commit(cfg.paths.root_dir)
+        commit = git_commit(Path(calcinet.__file__).parent) or git_commit(cfg.paths.root_dir)
         tags = {
             "calcinet.version": __version__,
             "calcinet.data_fingerprint": datamodule.source.fingerprint(),
@@ -107,6 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics["best/val_auroc"] = float(checkpoint.best_model_score)
     if mlflow_logger is not None:
         client.log_artifact(run_id, str(output_dir / "config.yaml"))
         hydra_dir = output_dir / ".hydra"
@@ -114,8 +117,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             client.log_artifacts(run_id, str(hydra_dir), "hydra")
         if best:
             client.log_artifact(run_id, best, "checkpoints")
-            if checkpoint.best_model_score is not None:
-                client.log_metric(run_id, "best/val_auroc", float(checkpoint.best_model_score))
+            if "best/val_auroc" in metrics:
+                client.log_metric(run_id, "best/val_auroc", metrics["best/val_auroc"])
 
     _report(output_dir, best, checkpoint, mlflow_logger, metrics)
     return metrics

@@ -1,0 +1,25 @@
+"""``calcinet-train [overrides]``: train a model and log it to MLflow."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from calcinet.cli import CONFIG_DIR, fail
+from calcinet.config import ConfigError
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train; returns the best ``val/auroc`` (the value a Hydra sweeper optimises)."""
+    from calcinet.training.run import train
+
+    try:
+        metrics = train(cfg)
+    except ConfigError as error:
+        fail(error)
+    return metrics.get("best/val_auroc", metrics.get("val/auroc"))
+
+
+if __name__ == "__main__":
+    main()
