@@ -51,3 +51,47 @@ def run_cli(
         [str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=full_env, capture_output=True,
         text=True, timeout=timeout,
     )
+
+
+def make_checkpoint(
+    folder: Path,
+    patch_size: Sequence[int] = (24, 24, 24),
+    spacing: Sequence[float] = (1.5, 1.5, 1.5),
+    network: dict | None = None,
+    num_train: int = 16,
+    num_val: int = 16,
+    epochs: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Train a tiny real model on the synthetic phantom and return its best checkpoint path.
+
+    Uses the real DataModule, LightningModule and ModelCheckpoint (no MLflow), so checkpoints made
+    here have exactly the layout of those ``calcinet-train`` writes.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from calcinet.data.datamodule import CalciDataModule
+    from calcinet.data.sources import SyntheticSource
+    from calcinet.training.module import CalciModule
+
+    L.seed_everything(seed, verbose=False)
+    window = (-200.0, 1800.0)
+    source = SyntheticSource(num_train=num_train, num_val=num_val, num_test=num_val, seed=seed,
+                             patch_size=patch_size, spacing=spacing)
+    datamodule = CalciDataModule(source, patch_size, spacing, window, batch_size=8,
+                                 num_workers=0, cache_workers=1, augment=None)
+    module = CalciModule(
+        network=network or {"name": "compact", "channels": [8, 16], "dropout": 0.0},
+        optim={"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}},
+        preprocessing={"patch_size": list(patch_size), "spacing": list(spacing),
+                       "hu_window": list(window)},
+    )
+    module.run_info = {"config_hash": "0" * 16, "data_fingerprint": source.fingerprint()}
+    checkpoint = ModelCheckpoint(dirpath=folder, monitor="val/auroc", mode="max", save_last=True,
+                                 filename="best")
+    trainer = L.Trainer(max_epochs=epochs, logger=False, callbacks=[checkpoint],
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=folder)
+    trainer.fit(module, datamodule=datamodule)
+    return Path(checkpoint.best_model_path)

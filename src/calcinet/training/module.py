@@ -104,6 +104,9 @@ class CalciModule(L.LightningModule):
         self.register_buffer("threshold", torch.tensor(0.5))
         self.register_buffer("threshold_at_sensitivity", torch.tensor(0.5))
         self.val_roc = BinaryROC()
+        #: Facts about the run (MLflow run id, tracking URI, config hash), set by the training
+        #: run and written into every checkpoint under ``checkpoint["calcinet"]``.
+        self.run_info: dict[str, Any] = {}
         self.val_metrics = classification_metrics("val/")
         self.test_metrics = classification_metrics("test/")
 
@@ -161,6 +164,14 @@ class CalciModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch["image"]).float())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the run's identity and the validation metrics of this moment with the weights."""
+        val_metrics = {
+            key: float(value) for key, value in self.trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        checkpoint["calcinet"] = {**self.run_info, "val_metrics": val_metrics}
 
     def configure_optimizers(self) -> dict[str, Any]:
         # Both configs are `_partial_`: instantiate gives a factory, called with what only the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from pathlib import Path
@@ -79,13 +81,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     mlflow_logger = _mlflow(loggers)
     counts = datamodule.class_counts("train")
+    module.run_info = {
+        "calcinet_version": __version__,
+        "config_hash": hashlib.sha256(
+            json.dumps(resolved, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16],
+        "data_fingerprint": datamodule.source.fingerprint(),
+        "output_dir": str(output_dir.resolve()),
+    }
     if mlflow_logger is not None:
         mlflow_logger.log_hyperparams(_flatten(resolved))
         client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
         commit = git_commit(Path(calcinet.__file__).parent) or git_commit(cfg.paths.root_dir)
+        module.run_info.update(mlflow_run_id=run_id, mlflow_tracking_uri=mlflow_logger._tracking_uri,
+                               mlflow_experiment_id=mlflow_logger.experiment_id)
         tags = {
             "calcinet.version": __version__,
-            "calcinet.data_fingerprint": datamodule.source.fingerprint(),
+            "calcinet.config_hash": module.run_info["config_hash"],
+            "calcinet.data_fingerprint": module.run_info["data_fingerprint"],
             "calcinet.data_source": getattr(datamodule.source, "kind", "unknown"),
             "calcinet.output_dir": str(output_dir.resolve()),
         }
