@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from calcinet.models.networks import check_patch_size, network_entry
+from calcinet.training.module import LOSSES
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,9 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.loss.pos_weight={pos_weight!r}: expected null, 'auto' or a positive number"
         )
+    _require(cfg, "model.loss.name", lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}")
+    _require(cfg, "model.loss.label_smoothing", lambda v: _is_number(v) and 0 <= v < 1,
+             "a number in [0, 1)")
     network = OmegaConf.to_container(_get(cfg, "model.network"), resolve=True)
     if not isinstance(network, dict) or "name" not in network:
         raise ConfigError(f"model.network={network!r}: expected a mapping with a 'name'")

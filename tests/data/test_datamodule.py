@@ -99,3 +99,16 @@ def test_every_cache_mode_gives_the_same_samples(cache: str, tmp_path: Path) -> 
 def test_bad_cache_mode_is_named() -> None:
     with pytest.raises(ValueError, match="data.cache='ram': expected one of none, memory, disk"):
         _datamodule(cache="ram")
+
+
+def test_balanced_sampler_draws_both_classes_equally() -> None:
+    source = SyntheticSource(num_train=300, num_val=0, num_test=0, seed=0,
+                             phantom={"malignant_fraction": 0.2})
+    dm = CalciDataModule(source, (48,) * 3, (1.25,) * 3, WINDOW, balanced_sampler=True)
+    labels = [source.records("train")[i]["label"] for i in dm.balanced_sampler_for("train")]
+    torch.manual_seed(0)
+    draws = [source.records("train")[i]["label"] for _ in range(20)
+             for i in dm.balanced_sampler_for("train")]
+    assert len(labels) == 300
+    assert np.mean(draws) == pytest.approx(0.5, abs=0.03)
+    assert np.mean([r["label"] for r in source.records("train")]) == pytest.approx(0.2, abs=0.06)

@@ -40,8 +40,28 @@ def test_compact_is_small_and_its_minimum_follows_its_shape() -> None:
     assert min_patch_size("compact", stem_stride=1, channels=[8, 16]) == 4
 
 
+@pytest.mark.parametrize("name", available_networks())
+def test_every_network_scripts_with_identical_outputs(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_network(name).eval()
+    side = max(32, min_patch_size(name))
+    x = torch.randn(2, 1, side, side, side)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_the_zoo_has_the_documented_networks() -> None:
+    assert set(available_networks()) == {
+        "compact", "resnet10", "resnet18", "resnet34", "densenet121", "seresnet50",
+        "efficientnet_b0", "r3d_18", "mc3_18", "r2plus1d_18", "resnet18_2p5d",
+        "efficientnet_b0_2p5d",
+    }
+    assert min_patch_size("densenet121") == 32 and min_patch_size("efficientnet_b0") == 32
+
+
 def test_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"model.network.name='vgg'.*compact.*resnet18"):
+    with pytest.raises(ValueError, match=r"model.network.name='vgg'.*compact.*resnet18, "):
         build_network("vgg")
 
 

@@ -97,3 +97,29 @@ def test_fits_and_reloads_from_checkpoint_alone(tmp_path: Path) -> None:
     assert reloaded.hparams.preprocessing == PREP
     assert reloaded.hparams.network["name"] == "compact"
     assert float(reloaded.threshold) == float(module.threshold)
+
+
+def test_focal_loss_and_label_smoothing() -> None:
+    from torchvision.ops import sigmoid_focal_loss
+
+    from calcinet.training.module import malignancy_loss
+
+    logit, label = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 0])
+    focal = malignancy_loss(logit, label, name="focal", focal_alpha=0.3, focal_gamma=1.5)
+    expected = sigmoid_focal_loss(logit, label.float(), alpha=0.3, gamma=1.5, reduction="mean")
+    assert focal.item() == pytest.approx(expected.item())
+    smoothed = malignancy_loss(logit, label, label_smoothing=0.2)
+    targets = torch.tensor([0.9, 0.1, 0.1])
+    assert smoothed.item() == pytest.approx(
+        torch.nn.functional.binary_cross_entropy_with_logits(logit, targets).item()
+    )
+    module = CalciModule(NETWORK, OPTIM, loss={"name": "focal", "focal_gamma": 1.5,
+                                               "focal_alpha": 0.3})
+    assert module._loss(logit, label).item() == pytest.approx(expected.item())
+
+
+def test_unknown_loss_options_are_named() -> None:
+    with pytest.raises(ValueError, match="model.loss.name='hinge': expected one of bce, focal"):
+        CalciModule(NETWORK, OPTIM, loss={"name": "hinge"})
+    with pytest.raises(ValueError, match=r"model.loss: unknown option\(s\) \['gamma'\]"):
+        CalciModule(NETWORK, OPTIM, loss={"gamma": 2.0})

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.data.utils import json_hashing
+from torch.utils.data import WeightedRandomSampler
 
 from calcinet.data.transforms import build_transforms
 
@@ -34,6 +36,8 @@ class CalciDataModule(L.LightningDataModule):
         cache_workers: threads that fill the memory cache.
         augment: augmentation strengths (see ``transforms.DEFAULT_AUGMENT``), or None for none.
         pin_memory: pin host memory for faster copies to a GPU.
+        balanced_sampler: draw training samples with replacement, weighted so that both classes
+            are equally likely in every batch (instead of shuffling).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class CalciDataModule(L.LightningDataModule):
         cache_workers: int = 2,
         augment: Mapping[str, float] | None = None,
         pin_memory: bool = False,
+        balanced_sampler: bool = False,
     ) -> None:
         super().__init__()
         if cache not in CACHE_MODES:
@@ -66,6 +71,7 @@ class CalciDataModule(L.LightningDataModule):
         self.cache_workers = int(cache_workers)
         self.augment = dict(augment) if augment is not None else None
         self.pin_memory = bool(pin_memory)
+        self.balanced_sampler = bool(balanced_sampler)
         self.datasets: dict[str, Dataset] = {}
 
     def class_counts(self, split: str) -> dict[int, int]:
@@ -105,13 +111,22 @@ class CalciDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 
+    def balanced_sampler_for(self, split: str) -> WeightedRandomSampler:
+        """A sampler giving each class half of the draws (weights 1 / class count)."""
+        labels = [int(r["label"]) for r in self.source.records(split)]
+        counts = self.class_counts(split)
+        weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+        return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(split, "test"))
+        sampler = self.balanced_sampler_for(split) if shuffle and self.balanced_sampler else None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,7 +1,8 @@
 """One factory for every network: ``build_network(name, **kwargs)``.
 
 Every network has the same contract: a float tensor ``[N, 1, X, Y, Z]`` (one CT channel, already
-windowed) in, ``[N, 1]`` malignancy logits out. Adding a network is adding one registry entry
+windowed) in, ``[N, 1]`` malignancy logits out, random initialisation unless ``weights=<local
+file>`` is given (nothing is downloaded). Adding a network is adding one registry entry
 with the smallest patch side it accepts, so that a patch that is too small is refused before
 training starts instead of failing deep inside a forward pass.
 """
@@ -12,10 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torchvision.models as tv_models
+import torchvision.models.video as tv_video
 from monai.networks import nets as monai_nets
 from torch import nn
 
+from calcinet.models.adapters import load_local_weights, replace_first_conv, replace_linear_head
 from calcinet.models.compact import CompactCNN
+from calcinet.models.slices import SliceStackNet
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ def build_network(name: str, **kwargs: Any) -> nn.Module:
     return network_entry(name).builder(**kwargs)
 
 
+def _with_weights(model: nn.Module, weights: str | None) -> nn.Module:
+    return load_local_weights(model, weights) if weights else model
+
+
+# --- the compact CPU default ------------------------------------------------------------------
 @register_network(
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
@@ -89,24 +99,90 @@ def build_network(name: str, **kwargs: Any) -> nn.Module:
         stem_stride, channels
     ),
 )
-def _compact(**kwargs: Any) -> nn.Module:
-    return CompactCNN(in_channels=1, **kwargs)
+def _compact(weights: str | None = None, **kwargs: Any) -> nn.Module:
+    return _with_weights(CompactCNN(in_channels=1, **kwargs), weights)
 
 
+# --- MONAI 3D networks ------------------------------------------------------------------------
 def _monai_resnet(depth: int) -> Callable[..., nn.Module]:
     factory = getattr(monai_nets, f"resnet{depth}")
 
-    def build(**kwargs: Any) -> nn.Module:
+    def build(weights: str | None = None, **kwargs: Any) -> nn.Module:
         # conv1 stride 2 + max-pool + three stride-2 stages: the input shrinks 32-fold.
         kwargs.setdefault("conv1_t_stride", 2)
-        return factory(spatial_dims=3, n_input_channels=1, num_classes=1, **kwargs)
+        model = factory(spatial_dims=3, n_input_channels=1, num_classes=1, **kwargs)
+        return _with_weights(model, weights)
 
     return build
 
 
-for _depth in (10, 18):
+for _depth in (10, 18, 34):
     register_network(
-        f"resnet{_depth}",
-        f"MONAI 3D ResNet-{_depth} (random initialisation).",
-        min_patch_size=16,
+        f"resnet{_depth}", f"MONAI 3D ResNet-{_depth}.", min_patch_size=16
     )(_monai_resnet(_depth))
+
+
+@register_network("densenet121", "MONAI 3D DenseNet-121.", min_patch_size=32)
+def _densenet121(weights: str | None = None, **kwargs: Any) -> nn.Module:
+    model = monai_nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=1, **kwargs)
+    return _with_weights(model, weights)
+
+
+@register_network("seresnet50", "MONAI 3D SE-ResNet-50.", min_patch_size=16)
+def _seresnet50(weights: str | None = None, **kwargs: Any) -> nn.Module:
+    model = monai_nets.SEResNet50(spatial_dims=3, in_channels=1, num_classes=1, **kwargs)
+    return _with_weights(model, weights)
+
+
+@register_network("efficientnet_b0", "MONAI 3D EfficientNet-B0.", min_patch_size=32)
+def _efficientnet_b0(weights: str | None = None, **kwargs: Any) -> nn.Module:
+    model = monai_nets.EfficientNetBN(
+        "efficientnet-b0", pretrained=False, spatial_dims=3, in_channels=1, num_classes=1,
+        **kwargs,
+    )
+    return _with_weights(model, weights)
+
+
+# --- torchvision video ResNets (3D), adapted to one channel and one logit ------------------------
+def _video_resnet(name: str) -> Callable[..., nn.Module]:
+    def build(weights: str | None = None, **kwargs: Any) -> nn.Module:
+        model = getattr(tv_video, name)(weights=None, **kwargs)
+        if weights:  # torchvision checkpoints are RGB with 400 classes: adapt after loading
+            load_local_weights(model, weights)
+        return replace_linear_head(replace_first_conv(model, 1), "fc", 1)
+
+    return build
+
+
+for _name, _title in (("r3d_18", "R3D-18"), ("mc3_18", "MC3-18"), ("r2plus1d_18", "R(2+1)D-18")):
+    register_network(
+        _name, f"torchvision video {_title} (3D convolutions), 1 channel.", min_patch_size=16
+    )(_video_resnet(_name))
+
+
+# --- 2.5D: orthogonal slices into a torchvision 2D backbone --------------------------------------
+@register_network(
+    "resnet18_2p5d", "torchvision ResNet-18 on orthogonal slices (2.5D).", min_patch_size=16
+)
+def _resnet18_2p5d(
+    weights: str | None = None, slices_per_axis: int = 1, **kwargs: Any
+) -> nn.Module:
+    backbone = tv_models.resnet18(weights=None, **kwargs)
+    if weights:
+        load_local_weights(backbone, weights)
+    backbone = replace_first_conv(backbone, 3 * slices_per_axis)
+    return SliceStackNet(replace_linear_head(backbone, "fc", 1), slices_per_axis)
+
+
+@register_network(
+    "efficientnet_b0_2p5d", "torchvision EfficientNet-B0 on orthogonal slices (2.5D).",
+    min_patch_size=16,
+)
+def _efficientnet_b0_2p5d(
+    weights: str | None = None, slices_per_axis: int = 1, **kwargs: Any
+) -> nn.Module:
+    backbone = tv_models.efficientnet_b0(weights=None, **kwargs)
+    if weights:
+        load_local_weights(backbone, weights)
+    backbone = replace_first_conv(backbone, 3 * slices_per_axis)
+    return SliceStackNet(replace_linear_head(backbone, "classifier.1", 1), slices_per_axis)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MetricCollection
+from torchvision.ops import sigmoid_focal_loss
 from torchmetrics.classification import (
     BinaryROC,
     BinaryAccuracy,
@@ -24,6 +25,31 @@ from calcinet.models.networks import build_network
 
 
 OPERATING_POINTS = ("youden", "sensitivity")
+LOSSES = ("bce", "focal")
+LOSS_DEFAULTS = {"name": "bce", "pos_weight": None, "label_smoothing": 0.0, "focal_alpha": 0.25,
+                 "focal_gamma": 2.0}
+
+
+def malignancy_loss(
+    logit: torch.Tensor,
+    label: torch.Tensor,
+    name: str = "bce",
+    pos_weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> torch.Tensor:
+    """Mean BCE (optionally class-weighted) or focal loss of malignancy logits.
+
+    Label smoothing moves the targets to ``y * (1 - s) + s / 2`` in both cases.
+    """
+    target = label.float()
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if name == "focal":
+        return sigmoid_focal_loss(logit.float(), target, alpha=focal_alpha, gamma=focal_gamma,
+                                  reduction="mean")
+    return F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight)
 
 
 def choose_thresholds(
@@ -64,7 +90,8 @@ class CalciModule(L.LightningModule):
         network: ``{"name": ..., **kwargs}`` for :func:`build_network`.
         optim: ``{"optimizer": <partial _target_>, "scheduler": <partial _target_ or None>}``;
             the scheduler is called with ``total_steps`` and stepped every optimiser step.
-        loss: ``{"pos_weight": float | None}``: weight of the malignant class in the BCE loss.
+        loss: ``{"name": "bce" | "focal", "pos_weight": float | None, "label_smoothing": float,
+            "focal_alpha": float, "focal_gamma": float}`` (see :func:`malignancy_loss`).
         preprocessing: facts about the input (``patch_size``, ``spacing``, ``hu_window``) kept
             for evaluation and export.
         operating_point: how the decision threshold is chosen on the validation set after every
@@ -73,6 +100,8 @@ class CalciModule(L.LightningModule):
             threshold is saved in the checkpoint (buffer ``threshold``) and never tuned on test data.
         target_sensitivity: the sensitivity of the second stored threshold
             (buffer ``threshold_at_sensitivity``).
+        channels_last: keep the network and its inputs in ``channels_last_3d`` memory format
+            (faster convolutions on recent GPUs).
     """
 
     def __init__(
@@ -84,6 +113,7 @@ class CalciModule(L.LightningModule):
         class_names: tuple[str, str] = CLASS_NAMES,
         operating_point: str = "youden",
         target_sensitivity: float = 0.95,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if operating_point not in OPERATING_POINTS:
@@ -92,9 +122,19 @@ class CalciModule(L.LightningModule):
         if not 0.0 < target_sensitivity <= 1.0:
             raise ValueError(f"model.target_sensitivity={target_sensitivity!r}: expected a "
                              "number in (0, 1]")
+        unknown = set(loss or {}) - set(LOSS_DEFAULTS)
+        if unknown:
+            raise ValueError(f"model.loss: unknown option(s) {sorted(unknown)}; expected "
+                             f"{sorted(LOSS_DEFAULTS)}")
+        self.loss_options = {**LOSS_DEFAULTS, **(loss or {})}
+        if self.loss_options["name"] not in LOSSES:
+            raise ValueError(f"model.loss.name={self.loss_options['name']!r}: expected one of "
+                             f"{', '.join(LOSSES)}")
         self.save_hyperparameters(logger=False)
         self.network = build_network(**network)
-        pos_weight = (loss or {}).get("pos_weight")
+        if channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
+        pos_weight = self.loss_options["pos_weight"]
         self.pos_weight: torch.Tensor | None
         self.register_buffer(
             "pos_weight", None if pos_weight is None else torch.tensor(float(pos_weight))
@@ -112,12 +152,13 @@ class CalciModule(L.LightningModule):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Malignancy logits ``[N]`` for windowed patches ``[N, 1, X, Y, Z]``."""
+        if self.hparams.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last_3d)
         return self.network(image).squeeze(1)
 
     def _loss(self, logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(
-            logit.float(), label.float(), pos_weight=self.pos_weight
-        )
+        options = {k: v for k, v in self.loss_options.items() if k != "pos_weight"}
+        return malignancy_loss(logit, label, pos_weight=self.pos_weight, **options)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logit = self(batch["image"])
