@@ -1,0 +1,177 @@
+"""`PhantomConfig`: the geometry of a patch, the class/pattern mix and the nuisance ranges.
+
+Every field is a plain JSON-able value (ints, floats, strings, lists, dicts) so that Hydra can pass
+the config group straight through as keyword arguments. Tuples and lists are both accepted and are
+normalised to tuples, which keeps the dataclass hashable and frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
+
+KERNELS = ("smooth", "sharp")
+MIN_PATCH_SIZE = 16
+
+
+def _err(name: str, value: Any, expected: str) -> ValueError:
+    return ValueError(f"PhantomConfig.{name}={value!r} is invalid: expected {expected}")
+
+
+def _range(name: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
+    """Check a (min, max) pair lying inside [lo, hi]; returns it as a tuple of floats."""
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+    if ok:
+        try:
+            a, b = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or not (lo <= a <= b <= hi) or not (math.isfinite(a) and math.isfinite(b)):
+        raise _err(name, value, f"a pair (min, max) with {lo} <= min <= max <= {hi}")
+    return a, b
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """What the synthetic CT phantom generates.
+
+    Geometry: `patch_size` voxels and `spacing` mm, both in (D, H, W) = (z, y, x) order.
+    Mix: `malignant_fraction` is the class prior (the class is drawn first); `patterns` restricts
+    or weights the patterns drawn within a class (None = all 20 with equal weight, a list of ids,
+    or a dict id -> weight). `difficulty` in [0, 1] moves each confounder pair closer together.
+    `label_noise` flips the emitted label with that probability (the truth stays in `true_label`).
+    The remaining fields are the ranges of the nuisance factors, drawn identically for both classes.
+    """
+
+    patch_size: tuple[int, int, int] = (48, 48, 48)
+    spacing: tuple[float, float, float] = (1.25, 1.25, 1.25)
+    malignant_fraction: float = 0.5
+    patterns: tuple[str, ...] | dict[str, float] | None = None
+    difficulty: float = 0.5
+    label_noise: float = 0.0
+    # Nuisance ranges. Noise std and slice thickness follow patterns.md ("scanner noise 5-40 HU",
+    # "slice thickness 0.5-5 mm then resampled").
+    noise_std_hu: tuple[float, float] = (5.0, 40.0)
+    slice_thickness_mm: tuple[float, float] = (0.5, 5.0)
+    kernels: tuple[str, ...] = KERNELS
+    hu_offset_hu: tuple[float, float] = (-10.0, 10.0)
+    # In-plane point-spread function (Gaussian sigma, mm); clinical CT resolves ~0.6-1.2 mm FWHM.
+    blur_sigma_mm: tuple[float, float] = (0.3, 0.8)
+    # Lesion centre offset from the patch centre, per axis, uniform in [-j, j] mm.
+    position_jitter_mm: float = 4.0
+    # Whether the anatomy is given a uniformly random 3D orientation (False: a fixed pose, handy for
+    # teaching figures); the drawn quaternion is a nuisance factor either way.
+    random_orientation: bool = True
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+
+        ps = self.patch_size
+        if (
+            not isinstance(ps, Sequence)
+            or isinstance(ps, str)
+            or len(ps) != 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in ps)
+            or min(ps) < MIN_PATCH_SIZE
+        ):
+            raise _err("patch_size", ps, f"three integers (D, H, W), each >= {MIN_PATCH_SIZE}")
+        set_("patch_size", tuple(int(n) for n in ps))
+
+        sp = self.spacing
+        try:
+            sp_t = tuple(float(s) for s in sp)
+        except (TypeError, ValueError):
+            sp_t = ()
+        if len(sp_t) != 3 or not all(math.isfinite(s) and 0.1 <= s <= 10.0 for s in sp_t):
+            raise _err("spacing", sp, "three voxel sizes in mm (z, y, x), each in [0.1, 10]")
+        set_("spacing", sp_t)
+
+        for name in ("malignant_fraction", "difficulty", "label_noise"):
+            v = getattr(self, name)
+            hi = 0.5 if name == "label_noise" else 1.0
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (0.0 <= v <= hi):
+                raise _err(name, v, f"a number in [0, {hi}]")
+            set_(name, float(v))
+
+        set_("patterns", self._check_patterns(self.patterns))
+        weights = self.pattern_weights()
+        for label, cls_ids, cls_name in (
+            (0, BENIGN_PATTERNS, "benign"),
+            (1, MALIGNANT_PATTERNS, "malignant"),
+        ):
+            prior = self.malignant_fraction if label == 1 else 1.0 - self.malignant_fraction
+            if prior > 0 and not any(weights[p] > 0 for p in cls_ids):
+                raise _err(
+                    "patterns",
+                    self.patterns,
+                    f"at least one {cls_name} pattern while malignant_fraction="
+                    f"{self.malignant_fraction} gives that class a prior of {prior}; add one of "
+                    f"{list(cls_ids)} or set malignant_fraction to {1.0 - label}",
+                )
+
+        set_("noise_std_hu", _range("noise_std_hu", self.noise_std_hu, 0.0, 500.0))
+        set_("slice_thickness_mm", _range("slice_thickness_mm", self.slice_thickness_mm, 0.0, 20.0))
+        set_("hu_offset_hu", _range("hu_offset_hu", self.hu_offset_hu, -200.0, 200.0))
+        set_("blur_sigma_mm", _range("blur_sigma_mm", self.blur_sigma_mm, 0.0, 5.0))
+
+        k = self.kernels
+        if isinstance(k, str):
+            k = (k,)
+        if not isinstance(k, Sequence) or len(k) == 0 or any(x not in KERNELS for x in k):
+            raise _err("kernels", self.kernels, f"a non-empty list drawn from {list(KERNELS)}")
+        set_("kernels", tuple(k))
+
+        j = self.position_jitter_mm
+        if isinstance(j, bool) or not isinstance(j, int | float) or not (0.0 <= j <= 30.0):
+            raise _err("position_jitter_mm", j, "a number of mm in [0, 30]")
+        set_("position_jitter_mm", float(j))
+        if not isinstance(self.random_orientation, bool):
+            raise _err("random_orientation", self.random_orientation, "true or false")
+
+    @staticmethod
+    def _check_patterns(p: Any) -> tuple[str, ...] | dict[str, float] | None:
+        valid = list(PATTERNS)
+        if p is None:
+            return None
+        if isinstance(p, str):
+            p = [p]
+        if isinstance(p, Mapping):
+            out: dict[str, float] = {}
+            for k, w in p.items():
+                if k not in PATTERNS:
+                    raise _err("patterns", dict(p), f"pattern ids among {valid}; {k!r} is unknown")
+                if (
+                    isinstance(w, bool)
+                    or not isinstance(w, int | float)
+                    or not (math.isfinite(w) and w >= 0)
+                ):
+                    raise _err("patterns", dict(p), f"a weight >= 0 for {k!r}, got {w!r}")
+                out[str(k)] = float(w)
+            if not any(w > 0 for w in out.values()):
+                raise _err("patterns", dict(p), "at least one positive weight")
+            return out
+        if isinstance(p, Sequence):
+            ids = tuple(str(x) for x in p)
+            bad = [x for x in ids if x not in PATTERNS]
+            if bad or not ids:
+                raise _err("patterns", list(p), f"a non-empty list of ids among {valid}")
+            return ids
+        raise _err("patterns", p, "None, a list of pattern ids or a dict id -> weight")
+
+    def pattern_weights(self) -> dict[str, float]:
+        """Weight of every one of the 20 patterns (0 for the excluded ones)."""
+        p = self.patterns
+        if p is None:
+            return {k: 1.0 for k in PATTERNS}
+        if isinstance(p, dict):
+            return {k: float(p.get(k, 0.0)) for k in PATTERNS}
+        return {k: float(k in p) for k in PATTERNS}
+
+    @property
+    def extent_mm(self) -> tuple[float, float, float]:
+        """Physical size of the patch along (z, y, x), mm."""
+        return tuple(n * s for n, s in zip(self.patch_size, self.spacing, strict=True))

@@ -1,0 +1,172 @@
+"""Drawing a sample's parameters, and rendering them into a CT patch.
+
+A sample is fully described by the flat dict `sample_params(index, seed, config)` returns; `render`
+turns that dict into voxels and is deterministic (its randomness comes from `render_seed`). The
+class is drawn first, then a pattern within the class; morphology, nuisance factors and the render
+seed come from separate child streams of `SeedSequence([seed, index])`, so the nuisance draws do
+not even see which class or pattern was chosen: they are identically distributed by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from calcinet.data.phantom.benign import BENIGN
+from calcinet.data.phantom.config import PhantomConfig
+from calcinet.data.phantom.malignant import MALIGNANT
+from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
+from calcinet.data.phantom.physics import acquire
+from calcinet.data.phantom.shapes import Scene, quaternion_matrix
+
+LESIONS = {**BENIGN, **MALIGNANT}
+# Names in the params that are nuisance factors: drawn from the same distribution whatever the
+# class, so none of them may predict the label (tests/data/test_phantom.py checks it).
+NUISANCE_KEYS: tuple[str, ...] = (
+    "noise_std_hu",
+    "kernel",
+    "slice_thickness_mm",
+    "slice_phase",
+    "blur_sigma_mm",
+    "hu_offset_hu",
+    "jitter_z_mm",
+    "jitter_y_mm",
+    "jitter_x_mm",
+    "rot_qw",
+    "rot_qx",
+    "rot_qy",
+    "rot_qz",
+    "fat_hu",
+    "muscle_hu",
+    "fluid_hu",
+    "trabecular_hu",
+    "cortical_hu",
+    "fat_fraction",
+    "subcut_fat_mm",
+    "cortex_mm",
+    "texture_hu",
+    "trabecular_texture_hu",
+)
+
+# Canonical pose (orientation quaternion = identity): the scene's long axis w runs along the
+# scanner z axis (a limb or vessel seen in cross-section on axial slices), u along y, v along x.
+CANONICAL = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def _round(v: Any) -> Any:
+    return round(float(v), 4) if isinstance(v, float | np.floating) else v
+
+
+def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict[str, Any]:
+    """Scanner, pose and background-tissue factors; the HU ranges follow the table of
+    docs/patterns.md (general radiology)."""
+    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    j = config.position_jitter_mm
+    if config.random_orientation:
+        q = rng.standard_normal(4)  # a normalised 4D Gaussian is a uniform random rotation
+        q = q / np.linalg.norm(q)
+        q = q if q[0] >= 0 else -q
+    else:
+        rng.standard_normal(4)  # keep the stream aligned with the random-orientation case
+        q = np.array([1.0, 0.0, 0.0, 0.0])
+    return {
+        "noise_std_hu": u(*config.noise_std_hu),
+        "kernel": str(config.kernels[int(rng.integers(len(config.kernels)))]),
+        "slice_thickness_mm": u(*config.slice_thickness_mm),
+        "slice_phase": u(0.0, 1.0),
+        "blur_sigma_mm": u(*config.blur_sigma_mm),
+        "hu_offset_hu": u(*config.hu_offset_hu),
+        "jitter_z_mm": u(-j, j),
+        "jitter_y_mm": u(-j, j),
+        "jitter_x_mm": u(-j, j),
+        "rot_qw": float(q[0]),
+        "rot_qx": float(q[1]),
+        "rot_qy": float(q[2]),
+        "rot_qz": float(q[3]),
+        "fat_hu": u(-120, -80),
+        "muscle_hu": u(35, 60),
+        "fluid_hu": u(0, 20),
+        "trabecular_hu": u(200, 400),
+        "cortical_hu": u(1000, 1900),
+        "fat_fraction": u(0.05, 0.45),
+        "subcut_fat_mm": u(6, 45),
+        "cortex_mm": u(1.5, 4.0),
+        "texture_hu": u(2, 8),
+        "trabecular_texture_hu": u(40, 90),
+    }
+
+
+def _check_index_seed(index: Any, seed: Any) -> None:
+    for name, v in (("index", index), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise ValueError(f"sample_params: {name}={v!r} is invalid: expected an integer >= 0")
+
+
+def sample_params(
+    index: int, seed: int, config: PhantomConfig | None = None, pattern: str | None = None
+) -> dict[str, Any]:
+    """Draw sample `index` of the dataset `seed`: class, pattern, morphology, nuisance factors and
+    `render_seed`, as a flat JSON-serialisable dict. Cheap (no voxels). `pattern` forces one
+    pattern (its class follows), for figures and tests."""
+    config = PhantomConfig() if config is None else config
+    _check_index_seed(index, seed)
+    s_class, s_morph, s_nuis, s_render = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
+    rc = np.random.default_rng(s_class)
+    draw_label = int(rc.random() < config.malignant_fraction)
+    if pattern is None:
+        ids = MALIGNANT_PATTERNS if draw_label else BENIGN_PATTERNS
+        w = np.array([config.pattern_weights()[i] for i in ids])
+        pattern = str(ids[int(rc.choice(len(ids), p=w / w.sum()))])
+    elif pattern not in PATTERNS:
+        raise ValueError(f"sample_params: pattern={pattern!r} is unknown; valid: {list(PATTERNS)}")
+    else:
+        rc.random()
+    true_label = PATTERNS[pattern].label
+    flip = bool(rc.random() < config.label_noise)
+    sampler, _ = LESIONS[pattern]
+    morph = sampler(np.random.default_rng(s_morph), config.difficulty)
+    nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
+    params: dict[str, Any] = {
+        "pattern": pattern,
+        "label": int(true_label ^ flip),
+        "true_label": int(true_label),
+        "difficulty": config.difficulty,
+        "render_seed": int(s_render.generate_state(1, np.uint32)[0]),
+    }
+    params.update({k: _round(v) for k, v in nuisance.items()})
+    params.update({k: _round(v) for k, v in morph.items()})
+    return params
+
+
+def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.ndarray:
+    """Voxels (float32 HU, shape `config.patch_size`, axes (z, y, x)) of the sample `params`
+    describes. Only the patch geometry is read from `config`; everything else is in `params`."""
+    config = PhantomConfig() if config is None else config
+    pattern = params.get("pattern")
+    if pattern not in LESIONS:
+        raise ValueError(
+            f"render: params['pattern']={pattern!r} is unknown; valid: {list(PATTERNS)}"
+        )
+    q = (params["rot_qw"], params["rot_qx"], params["rot_qy"], params["rot_qz"])
+    rotation = quaternion_matrix(q) @ CANONICAL
+    centre = (params["jitter_z_mm"], params["jitter_y_mm"], params["jitter_x_mm"])
+    s_scene, s_noise = np.random.SeedSequence(int(params["render_seed"])).spawn(2)
+    scene = Scene(
+        config.patch_size, config.spacing, rotation, centre, np.random.default_rng(s_scene)
+    )
+    _, painter = LESIONS[pattern]
+    painter(scene, params)
+    return acquire(scene.img, params, config.spacing, np.random.default_rng(s_noise))
+
+
+def generate_sample(index: int, seed: int, config: PhantomConfig | None = None) -> dict[str, Any]:
+    """One training record: {"image": (D, H, W) float32 HU, "label", "pattern", "params"}."""
+    config = PhantomConfig() if config is None else config
+    params = sample_params(index, seed, config)
+    return {
+        "image": render(params, config),
+        "label": params["label"],
+        "pattern": params["pattern"],
+        "params": params,
+    }

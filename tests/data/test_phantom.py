@@ -1,0 +1,387 @@
+"""The synthetic CT phantom: determinism, the pattern catalogue, HU physics, no shortcuts, I/O."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from calcinet.data.phantom import (
+    BENIGN_PATTERNS,
+    MALIGNANT_PATTERNS,
+    NUISANCE_KEYS,
+    PATTERNS,
+    PhantomConfig,
+    generate_sample,
+    render,
+    sample_params,
+)
+from calcinet.data.phantom.sampling import LESIONS
+
+SMALL = PhantomConfig(patch_size=(32, 32, 32), spacing=(1.5, 1.5, 1.5))
+# Noise-free, thin-slice, centred, canonical pose: geometry can be asserted voxel by voxel.
+CLEAN = PhantomConfig(
+    noise_std_hu=(0.0, 0.0),
+    slice_thickness_mm=(0.5, 0.5),
+    blur_sigma_mm=(0.3, 0.3),
+    hu_offset_hu=(0.0, 0.0),
+    position_jitter_mm=0.0,
+    random_orientation=False,
+)
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def _grid(config: PhantomConfig):
+    """Patch-frame coordinates (mm from the patch centre) of every voxel, as (z, y, x)."""
+    axes = [
+        (np.arange(n) - (n - 1) / 2) * s
+        for n, s in zip(config.patch_size, config.spacing, strict=True)
+    ]
+    return np.meshgrid(*axes, indexing="ij")
+
+
+# -- determinism -----------------------------------------------------------------------------------
+def test_same_index_and_seed_give_identical_voxels_and_params() -> None:
+    a, b = generate_sample(3, 11, SMALL), generate_sample(3, 11, SMALL)
+    assert a["params"] == b["params"]
+    np.testing.assert_array_equal(a["image"], b["image"])
+    c = generate_sample(4, 11, SMALL)
+    assert not np.array_equal(a["image"], c["image"])
+    assert a["params"]["render_seed"] != c["params"]["render_seed"]
+    assert sample_params(3, 12, SMALL) != sample_params(3, 11, SMALL)
+
+
+def test_samples_are_identical_in_another_process() -> None:
+    code = (
+        "import hashlib; from calcinet.data.phantom import PhantomConfig, generate_sample; "
+        "c = PhantomConfig(patch_size=(32, 32, 32), spacing=(1.5, 1.5, 1.5)); "
+        "print(hashlib.sha256(generate_sample(3, 11, c)['image'].tobytes()).hexdigest())"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    here = hashlib.sha256(generate_sample(3, 11, SMALL)["image"].tobytes()).hexdigest()
+    assert out.stdout.strip() == here
+
+
+def test_params_are_flat_and_json_serialisable() -> None:
+    for pid in PATTERNS:
+        p = sample_params(0, 0, pattern=pid)
+        assert json.loads(json.dumps(p)) == p
+        assert all(isinstance(v, int | float | str) for v in p.values())
+        assert {"label", "true_label", "pattern", "render_seed", *NUISANCE_KEYS} <= set(p)
+
+
+def test_morphology_and_nuisance_names_never_collide() -> None:
+    rng = np.random.default_rng(0)
+    for pid, (sampler, _) in LESIONS.items():
+        assert not set(sampler(rng, 0.5)) & {"label", "true_label", "pattern", *NUISANCE_KEYS}, pid
+
+
+# -- the catalogue ---------------------------------------------------------------------------------
+def test_catalogue_has_the_twenty_documented_patterns() -> None:
+    assert len(BENIGN_PATTERNS) == 11 and len(MALIGNANT_PATTERNS) == 9
+    assert set(PATTERNS) == set(BENIGN_PATTERNS) | set(MALIGNANT_PATTERNS) == set(LESIONS)
+    assert all(PATTERNS[p].label == 0 for p in BENIGN_PATTERNS)
+    assert all(PATTERNS[p].label == 1 for p in MALIGNANT_PATTERNS)
+
+
+@pytest.mark.parametrize("pid", list(PATTERNS))
+def test_every_pattern_renders_with_its_label(pid: str) -> None:
+    label = PATTERNS[pid].label
+    config = replace(SMALL, patterns=[pid], malignant_fraction=float(label))
+    s = generate_sample(0, 1, config)
+    assert s["pattern"] == pid and s["label"] == label == s["params"]["true_label"]
+    img = s["image"]
+    assert img.shape == (32, 32, 32) and img.dtype == np.float32 and np.isfinite(img).all()
+    # Physically plausible HU: nothing below air, nothing beyond dense cortex plus edge overshoot.
+    assert img.min() > -1100 and img.max() < 2600
+    assert img.max() > 150, "every pattern carries a calcification or bone"
+
+
+def test_sampling_draws_every_pattern_and_follows_the_class_prior() -> None:
+    config = PhantomConfig(malignant_fraction=0.3)
+    draws = [sample_params(i, 2, config) for i in range(2000)]
+    counts = {p: 0 for p in PATTERNS}
+    for d in draws:
+        counts[d["pattern"]] += 1
+        assert d["label"] == d["true_label"] == PATTERNS[d["pattern"]].label
+    assert all(n >= 20 for n in counts.values()), counts
+    assert np.mean([d["label"] for d in draws]) == pytest.approx(0.3, abs=0.03)
+
+
+def test_pattern_weights_and_label_noise() -> None:
+    config = PhantomConfig(
+        patterns={"enchondroma": 3.0, "tendinitis": 1.0, "chondrosarcoma_high_grade": 1.0},
+        label_noise=0.2,
+    )
+    draws = [sample_params(i, 3, config) for i in range(1500)]
+    benign = [d["pattern"] for d in draws if d["true_label"] == 0]
+    assert set(benign) == {"enchondroma", "tendinitis"}
+    assert benign.count("enchondroma") / len(benign) == pytest.approx(0.75, abs=0.05)
+    flipped = np.mean([d["label"] != d["true_label"] for d in draws])
+    assert flipped == pytest.approx(0.2, abs=0.03)
+
+
+# -- HU physics ------------------------------------------------------------------------------------
+def test_blastic_metastasis_is_ivory_above_1000_hu() -> None:
+    z, y, x = _grid(CLEAN)
+    r = np.sqrt(z * z + y * y + x * x)
+    for i in range(4):
+        p = sample_params(i, 0, CLEAN, pattern="blastic_metastasis")
+        p["size_mm"] = max(p["size_mm"], 12.0)
+        img = render(p, CLEAN)
+        core = img[r < 0.3 * p["size_mm"] / 2]
+        assert core.mean() > 1000 and img.max() > 1000
+
+
+def test_phlebolith_has_a_lucent_centre() -> None:
+    config = replace(CLEAN, patch_size=(32, 32, 32), spacing=(0.5, 0.5, 0.5))
+    z, y, x = _grid(config)
+    r = np.sqrt(z * z + y * y + x * x)
+    for i in range(3):
+        p = sample_params(i, 0, config, pattern="phlebolith")
+        p.update(diameter_mm=6.0, rim_fraction=0.35)
+        img = render(p, config)
+        R = 3.0
+        centre = img[r < 0.25 * R].mean()
+        rim = img[(r > 0.72 * R) & (r < 0.95 * R)].mean()
+        assert rim > centre + 200, (rim, centre)
+
+
+def test_myositis_ossificans_shell_is_denser_than_its_core() -> None:
+    z, y, x = _grid(CLEAN)
+    for i in range(4):
+        p = sample_params(i, 0, CLEAN, pattern="myositis_ossificans")
+        img = render(p, CLEAN)
+        R = p["size_mm"] / 2
+        ra, rb = R * p["aspect"], R * p["aspect"] * p["aspect_v"]
+        # Canonical pose: scene (u, v, w) = patch (y, x, z).
+        q = np.sqrt((y / ra) ** 2 + (x / rb) ** 2 + (z / R) ** 2)
+        core, rim = img[q < 0.3].mean(), img[(q > 0.85) & (q < 0.97)].mean()
+        assert rim > core + 150, (rim, core)
+
+
+def test_osteosarcoma_core_is_denser_than_its_periphery() -> None:
+    z, y, x = _grid(CLEAN)
+    r = np.sqrt(z * z + y * y + x * x)
+    for i in range(4):
+        p = sample_params(i, 0, CLEAN, pattern="osteosarcoma_sunburst")
+        img = render(p, CLEAN)
+        ra = p["size_mm"] / 2 * p["aspect"]
+        core = img[r < 3.0].mean()
+        # Periphery: the extraosseous mass away from the bone (+u = +y), where spicules radiate.
+        cone = (y > 0.9 * ra) & (y < 1.2 * ra) & (np.hypot(x, z) < 0.5 * y)
+        assert cone.sum() > 20
+        assert core > img[cone].mean() + 250, (core, img[cone].mean())
+
+
+def test_noise_std_and_offset_follow_the_params() -> None:
+    p = sample_params(0, 0, CLEAN, pattern="tendinitis")
+    for kernel in ("smooth", "sharp"):
+        clean = render({**p, "kernel": kernel}, CLEAN)
+        noisy = render({**p, "noise_std_hu": 30.0, "kernel": kernel, "hu_offset_hu": 7.0}, CLEAN)
+        diff = noisy - clean - 7.0
+        assert diff.std() == pytest.approx(30.0, rel=0.05)
+        assert abs(diff.mean()) < 1.0
+
+
+def test_thick_slices_blur_along_z_only() -> None:
+    p = sample_params(1, 0, CLEAN, pattern="enchondroma")
+    thin = render(p, CLEAN)
+    thick = render({**p, "slice_thickness_mm": 5.0}, CLEAN)
+    dz = lambda v: np.abs(np.diff(v, axis=0)).mean()  # noqa: E731
+    dx = lambda v: np.abs(np.diff(v, axis=2)).mean()  # noqa: E731
+    assert dz(thick) < 0.7 * dz(thin)
+    assert dx(thick) > 0.6 * dx(thin)
+
+
+# -- no shortcuts ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nuisance_draws():
+    draws = [sample_params(i, 2024, PhantomConfig()) for i in range(4000)]
+    y = np.array([d["label"] for d in draws])
+    return draws, y
+
+
+def test_each_nuisance_factor_has_the_same_distribution_in_both_classes(nuisance_draws) -> None:
+    draws, y = nuisance_draws
+    for key in NUISANCE_KEYS:
+        values = np.array([d[key] for d in draws])
+        if values.dtype.kind in "fi":
+            p = stats.ks_2samp(values[y == 0], values[y == 1]).pvalue
+        else:
+            cats = sorted(set(values))
+            table = [[np.sum((values == c) & (y == k)) for c in cats] for k in (0, 1)]
+            p = stats.chi2_contingency(table).pvalue if len(cats) > 1 else 1.0
+        assert p > 0.01, f"{key} differs between classes (p={p:.2g})"
+
+
+def test_a_classifier_on_nuisance_factors_is_at_chance(nuisance_draws) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_predict
+
+    draws, y = nuisance_draws
+    X = np.array(
+        [[float(d[k] == "sharp") if k == "kernel" else d[k] for k in NUISANCE_KEYS] for d in draws]
+    )
+    clf = HistGradientBoostingClassifier(max_depth=3, max_iter=60, random_state=0)
+    prob = cross_val_predict(clf, X, y, cv=5, method="predict_proba")[:, 1]
+    assert abs(_auroc(y, prob) - 0.5) < 0.05
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    config = PhantomConfig()
+    feats, y = [], []
+    for i in range(300):
+        s = generate_sample(i, 77, config)
+        img, k = s["image"], 8
+        corners = [
+            img[a, b, c]
+            for a in (slice(0, k), slice(-k, None))
+            for b in (slice(0, k), slice(-k, None))
+            for c in (slice(0, k), slice(-k, None))
+        ]
+        # Noise in a corner: robust std of x-differences (anatomy is smooth at that scale).
+        noise = [np.median(np.abs(np.diff(c, axis=2))) * 1.4826 / np.sqrt(2) for c in corners]
+        feats.append(
+            {
+                "corner_noise": np.median(noise),
+                "corner_mean": np.median([c.mean() for c in corners]),
+                "mean_hu": img.mean(),
+                "bright_300": (img > 300).mean(),
+                "bright_1000": (img > 1000).mean(),
+                "fat": (img < -50).mean(),
+            }
+        )
+        y.append(s["label"])
+    return feats, np.array(y)
+
+
+def test_background_statistics_do_not_separate_the_classes(rendered) -> None:
+    feats, y = rendered
+    for key in ("corner_noise", "corner_mean"):
+        auc = _auroc(y, np.array([f[key] for f in feats]))
+        assert abs(auc - 0.5) < 0.1, f"{key}: AUROC {auc:.3f}"
+
+
+def test_no_single_global_statistic_is_a_strong_shortcut(rendered) -> None:
+    """Malignant lesions are larger and sit in bone more often; the confounder pairs keep the
+    patch's mean HU, bright and fat fractions overlapping between the classes."""
+    feats, y = rendered
+    for key in ("mean_hu", "bright_300", "bright_1000", "fat"):
+        auc = _auroc(y, np.array([f[key] for f in feats]))
+        assert abs(auc - 0.5) < 0.2, f"{key}: AUROC {auc:.3f}"
+
+
+# -- config ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "needles"),
+    [
+        ({"patch_size": (48, 8, 48)}, ["patch_size", "(48, 8, 48)", ">= 16"]),
+        ({"patch_size": (48, 48)}, ["patch_size"]),
+        ({"spacing": (1.0, 0.0, 1.0)}, ["spacing", "(1.0, 0.0, 1.0)"]),
+        ({"patterns": ["enchondroma", "osteoma"]}, ["patterns", "osteoma", "phlebolith"]),
+        ({"patterns": {"bogus": 1.0}}, ["patterns", "bogus"]),
+        ({"patterns": ["enchondroma"]}, ["patterns", "malignant", "malignant_fraction"]),
+        ({"malignant_fraction": 1.5}, ["malignant_fraction", "1.5"]),
+        ({"difficulty": -0.1}, ["difficulty", "-0.1"]),
+        ({"label_noise": 0.9}, ["label_noise", "0.9"]),
+        ({"noise_std_hu": (40, 5)}, ["noise_std_hu", "(40, 5)"]),
+        ({"kernels": ["soft"]}, ["kernels", "soft", "sharp"]),
+        ({"position_jitter_mm": -1}, ["position_jitter_mm", "-1"]),
+    ],
+)
+def test_config_errors_name_the_field_and_the_value(kwargs, needles) -> None:
+    with pytest.raises(ValueError) as err:
+        PhantomConfig(**kwargs)
+    for needle in needles:
+        assert needle in str(err.value), (needle, str(err.value))
+
+
+def test_config_accepts_lists_and_stays_hashable() -> None:
+    c = PhantomConfig(
+        patch_size=[32, 40, 48],
+        spacing=[2, 1, 1],
+        noise_std_hu=[0, 0],
+        patterns=["enchondroma", "chondrosarcoma_high_grade"],
+    )
+    assert c.patch_size == (32, 40, 48) and c.spacing == (2.0, 1.0, 1.0)
+    assert hash(c) == hash(replace(c))
+
+
+@pytest.mark.parametrize(
+    ("size", "spacing"),
+    [
+        ((32, 32, 32), (1.5, 1.5, 1.5)),
+        ((48, 48, 48), (1.25, 1.25, 1.25)),
+        ((20, 48, 40), (3.0, 0.8, 0.9)),
+        ((16, 24, 16), (2.0, 2.0, 2.0)),
+    ],
+)
+def test_any_patch_size_and_spacing(size, spacing) -> None:
+    config = PhantomConfig(patch_size=size, spacing=spacing)
+    for i in range(3):
+        img = generate_sample(i, 9, config)["image"]
+        assert img.shape == size and img.dtype == np.float32 and np.isfinite(img).all()
+
+
+def test_sample_params_rejects_bad_index_and_pattern() -> None:
+    with pytest.raises(ValueError, match="index=-1"):
+        sample_params(-1, 0)
+    with pytest.raises(ValueError, match="'osteoma'"):
+        sample_params(0, 0, pattern="osteoma")
+
+
+# -- files -----------------------------------------------------------------------------------------
+def test_write_dataset_round_trips_through_nifti(tmp_path) -> None:
+    import nibabel as nib
+
+    from calcinet.data.phantom.materialize import write_dataset
+
+    manifest = write_dataset(tmp_path / "ds", 4, seed=5, config=SMALL)
+    with manifest.open() as fh:
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0])
+    assert header[:4] == ["path", "label", "patient_id", "pattern"]
+    assert set(NUISANCE_KEYS) <= set(header) and "render_seed" in header
+    assert len(rows) == 4 and len({r["patient_id"] for r in rows}) == 4
+    for i, row in enumerate(rows):
+        params = sample_params(i, 5, SMALL)
+        assert row["label"] == ("benign", "malignant")[params["label"]]
+        assert row["pattern"] == params["pattern"]
+        nii = nib.load(tmp_path / "ds" / row["path"])
+        assert nii.get_data_dtype() == np.float32
+        np.testing.assert_allclose(np.diag(nii.affine)[:3], SMALL.spacing[::-1])
+        vol = np.asarray(nii.dataobj)
+        np.testing.assert_array_equal(vol.transpose(2, 1, 0), render(params, SMALL))
+
+
+def test_render_montage_writes_a_png(tmp_path) -> None:
+    from calcinet.data.phantom.montage import render_montage
+
+    path = render_montage(
+        tmp_path / "m.png", SMALL, seed=1, patterns=["enchondroma", "chondrosarcoma_high_grade"]
+    )
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
