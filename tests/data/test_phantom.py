@@ -385,3 +385,17 @@ def test_render_montage_writes_a_png(tmp_path) -> None:
     )
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+@pytest.mark.parametrize(
+    ("patch_size", "spacing"),
+    [((24, 24, 24), (2.0, 2.0, 2.0)), ((16, 40, 32), (3.0, 0.9, 1.1))],
+)
+def test_every_pattern_renders_at_awkward_geometries(patch_size, spacing) -> None:
+    """Lesions much larger than the patch and boxes clipped at its border must still render."""
+    config = PhantomConfig(patch_size=patch_size, spacing=spacing)
+    for pattern in PATTERNS:
+        for index in range(12):
+            params = sample_params(index, 99, config, pattern=pattern)
+            image = render(params, config)
+            assert image.shape == patch_size and np.isfinite(image).all(), (pattern, index)

@@ -264,13 +264,16 @@ def paint_osteosarcoma_telangiectatic(scene, p):
     egg = scene.occupancy(np.abs(d) - 0.5 * p["eggshell_mm"]) * keep
     scene.paint(f, d, p["muscle_hu"] + 10 + 5 * f.take(scene.field(3.0)))  # septa / wall
     fluid = p["fluid_hu"] + 8
+    # The cysts' boxes differ from the mass's: read the mass boundary from a full-patch copy.
+    d_full = np.full(scene.shape, 1e3, dtype=np.float32)
+    d_full[f.sl] = d
     centres = mx.points_in_ellipsoid(rng, p["n_cysts"], radii * 0.55, 0.6)
     for c in centres:
         r = float(np.min(radii)) * _u(rng, 0.35, 0.65)
         fc = scene.frame(c, radius=r + 2.0)
         if fc is None:
             continue
-        inside = scene.occupancy(sphere(fc, r) + 0.7) * scene.occupancy(fc.take(d) + 1.2)
+        inside = scene.occupancy(sphere(fc, r) + 0.7) * scene.occupancy(fc.take(d_full) + 1.2)
         if p["fluid_level"]:
             an.fluid_levels(scene, fc, inside, r * _u(rng, -0.6, 0.2), fluid, p["sediment_hu"])
         else:
