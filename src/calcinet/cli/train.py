@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.config import ConfigError
+from calcinet.data.validation import DataValidationError
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -18,6 +20,11 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except ConfigError as error:
         fail(error)
+    except InstantiationException as error:
+        # A manifest with problems: print its whole report, not Hydra's one-line repr.
+        if isinstance(error.__cause__, DataValidationError):
+            fail(error.__cause__)
+        raise
     return metrics.get("best/val_auroc", metrics.get("val/auroc"))
 
 

@@ -38,6 +38,10 @@ class CalciDataModule(L.LightningDataModule):
         pin_memory: pin host memory for faster copies to a GPU.
         balanced_sampler: draw training samples with replacement, weighted so that both classes
             are equally likely in every batch (instead of shuffling).
+        **source_keys: options a data config exposes as ``data.<key>`` for the command line
+            (``data.manifest=...``, ``data.on_error=skip``) and hands to its source by
+            interpolation (``${data.manifest}``); the DataModule only keeps them for reference.
+            Hydra already refuses keys that the config does not declare.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class CalciDataModule(L.LightningDataModule):
         augment: Mapping[str, float] | None = None,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
+        **source_keys: Any,
     ) -> None:
         super().__init__()
         if cache not in CACHE_MODES:
@@ -72,6 +77,7 @@ class CalciDataModule(L.LightningDataModule):
         self.augment = dict(augment) if augment is not None else None
         self.pin_memory = bool(pin_memory)
         self.balanced_sampler = bool(balanced_sampler)
+        self.source_keys = source_keys
         self.datasets: dict[str, Dataset] = {}
 
     def class_counts(self, split: str) -> dict[int, int]:

@@ -73,6 +73,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(int(cfg.seed), workers=True)
 
     datamodule: CalciDataModule = instantiate(cfg.data)
+    if cfg.data.get("validate_only"):
+        # The source checked everything when it was built and kept the report instead of raising.
+        print(datamodule.source.validation_report(), flush=True)
+        raise SystemExit(1 if getattr(datamodule.source, "problems", None) else 0)
     module = instantiate(cfg.model, loss=_loss_options(cfg, datamodule))
 
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))

@@ -1,0 +1,183 @@
+"""Checks on a dataset before training: every problem at once, each naming row, column and value.
+
+A source collects :class:`Problem` objects while it reads its description (a manifest, an npz
+file), then raises one :class:`DataValidationError` whose message is the whole report, so a user
+fixes everything in one pass instead of one error per run. Reading images is the slow part: the
+facts a check needs (shape, affine, value range, non-finite count) are cached per file, keyed on
+its size and modification time (:class:`FactsCache`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Lowest and highest values a CT image in HU can hold: 16-bit storage with the usual
+#: intercept of -1024 spans -1024..64511; scanners pad outside the field of view with -3024.
+HU_MIN, HU_MAX = -4096.0, 65535.0
+
+
+class DataValidationError(ValueError):
+    """The data cannot be trained on; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: where (a 1-based CSV line; None: the whole dataset), column, value, what."""
+
+    message: str
+    line: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        if self.value is not None:
+            where.append(f"value {self.value!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+def format_report(name: str, problems: Sequence[Problem], rows: int | None = None,
+                  footer: str = "") -> str:
+    """``"<name>: N problems ..."`` then one indented line per problem (rows first, in order)."""
+    lines_with = {p.line for p in problems if p.line is not None}
+    summary = f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    if rows is not None and lines_with:
+        summary += f" in {len(lines_with)} of {rows} rows"
+    ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+    body = [f"  {p}" for p in ordered]
+    return "\n".join([summary, *body, *([footer] if footer else [])])
+
+
+@dataclass
+class ImageFacts:
+    """What the checks need to know about an image, as read by the training loader.
+
+    ``shape`` is the loaded tensor's ``[C, *spatial]``; ``affine`` maps voxel indices to RAS mm;
+    ``low``/``high`` are the finite minimum and maximum; ``nonfinite`` counts NaN and inf voxels.
+    """
+
+    shape: list[int]
+    affine: list[list[float]]
+    low: float
+    high: float
+    nonfinite: int
+
+    @classmethod
+    def of(cls, image: torch.Tensor, affine: Any) -> ImageFacts:
+        values = image.as_tensor() if hasattr(image, "as_tensor") else image
+        finite = torch.isfinite(values)
+        nonfinite = int(values.numel() - int(finite.sum()))
+        kept = values[finite] if nonfinite else values
+        low = float(kept.min()) if kept.numel() else float("nan")
+        high = float(kept.max()) if kept.numel() else float("nan")
+        affine = np.asarray(affine, dtype=float).tolist()
+        return cls(list(values.shape), affine, low, high, nonfinite)
+
+    @property
+    def spatial_shape(self) -> list[int]:
+        return self.shape[1:]
+
+
+def image_problems(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
+    """What is wrong with an image for training on CT patches in HU (empty when nothing is)."""
+    shape = "x".join(str(s) for s in facts.spatial_shape)
+    spatial = facts.spatial_shape
+    found: list[str] = []
+    if len(spatial) == 2 or (len(spatial) == 3 and min(spatial) == 1):
+        found.append(f"the image is 2D (shape {shape}); expected a 3D volume")
+    elif len(spatial) != 3:
+        found.append(f"the image has {len(spatial)} spatial dimensions (shape {shape}); "
+                     "expected a 3D volume")
+    if facts.shape[0] != 1:
+        found.append(f"the image has {facts.shape[0]} channels (shape {facts.shape[0]}x{shape}); "
+                     "expected one (a single CT volume, not a time series or RGB)")
+    affine = np.asarray(facts.affine, dtype=float)
+    if len(spatial) == 3 and (not np.isfinite(affine).all()
+                              or abs(np.linalg.det(affine[:3, :3])) < 1e-9):
+        found.append(f"the voxel-to-world affine {affine[:3].round(4).tolist()} is singular; "
+                     "expected the voxel size and orientation in the header")
+    if facts.nonfinite:
+        found.append(f"{facts.nonfinite} NaN or infinite voxels; expected finite HU everywhere")
+    low, high = facts.low, facts.high
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return found
+    if low >= 0.0 and high <= 1.0:
+        found.append(f"all voxels within [0, 1] (min {low:g}, max {high:g}): the image looks "
+                     "normalised; expected HU (air -1000, water 0, bone above 300), so give the "
+                     "original CT values")
+    elif low < HU_MIN or high > HU_MAX:
+        found.append(f"values from {low:g} to {high:g} cannot be HU; expected "
+                     f"{HU_MIN:g}..{HU_MAX:g}")
+    elif whole_scan and low >= 0.0:
+        found.append(f"no negative values in a whole scan (min {low:g}): air should be about "
+                     "-1000 HU; was the rescale intercept applied when it was converted?")
+    return found
+
+
+def file_stamp(path: Path) -> list[int]:
+    """``[size, mtime_ns]`` of a file, or summed/latest over the files of a folder (DICOM)."""
+    if path.is_dir():
+        stats = [p.stat() for p in sorted(path.iterdir()) if p.is_file()]
+        return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0),
+                len(stats)]
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+class FactsCache:
+    """Image facts stored in one JSON file, each valid while its file's size and mtime match.
+
+    Makes a second check (or a second run) of a large manifest read headers only, not voxels.
+    ``folder=None`` keeps nothing.
+    """
+
+    VERSION = 1
+
+    def __init__(self, folder: str | os.PathLike | None) -> None:
+        self.file = Path(folder) / "image_facts.json" if folder else None
+        self.entries: dict[str, Any] = {}
+        self.changed = False
+        if self.file is not None and self.file.is_file():
+            try:
+                stored = json.loads(self.file.read_text())
+                if stored.get("version") == self.VERSION:
+                    self.entries = stored.get("entries", {})
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def get(self, key: str, stamp: list[int]) -> ImageFacts | None:
+        entry = self.entries.get(key)
+        if entry is None or entry.get("stamp") != stamp:
+            return None
+        return ImageFacts(**entry["facts"])
+
+    def put(self, key: str, stamp: list[int], facts: ImageFacts) -> None:
+        self.entries[key] = {"stamp": stamp, "facts": asdict(facts)}
+        self.changed = True
+
+    def save(self) -> None:
+        """Write atomically (another run may read it at the same time); failures are harmless."""
+        if self.file is None or not self.changed:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.file.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"version": self.VERSION, "entries": self.entries}, fh)
+            os.replace(tmp, self.file)
+            self.changed = False
+        except OSError:
+            pass
