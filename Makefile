@@ -11,7 +11,7 @@ export UV_LINK_MODE ?= hardlink
 # `make train model=resnet18 trainer.max_epochs=3`: every other VAR=value is a Hydra override.
 HYDRA_OVERRIDES := $(filter-out PYTHON=% ARGS=% PYTEST_ARGS=% UV_LINK_MODE=%,$(MAKEOVERRIDES))
 
-.PHONY: setup train test test-fast lint lock clean mlflow-ui
+.PHONY: setup train evaluate test test-fast lint lock clean mlflow-ui
 
 setup: $(VENV)/.synced
 
@@ -25,6 +25,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 train: setup
 	$(VENV)/bin/calcinet-train $(HYDRA_OVERRIDES) $(ARGS)
+
+# `make evaluate ckpt_path=outputs/train/runs/<time>`: report, pictures and predictions.
+evaluate: setup
+	$(VENV)/bin/calcinet-evaluate $(HYDRA_OVERRIDES) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -37,7 +37,7 @@ def test_every_group_has_options() -> None:
 
 
 def test_top_level_configs_compose(tmp_path: Path) -> None:
-    for name in ("train", "synth"):
+    for name in ("train", "synth", "evaluate"):
         cfg = compose_config(name, run_dir=tmp_path / name)
         OmegaConf.to_container(cfg, resolve=True)
 

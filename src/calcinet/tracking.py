@@ -13,9 +13,10 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.loggers import MLFlowLogger
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import MLFlowLogger
 
 DEFAULT_DB = "mlflow.db"
 
@@ -57,6 +58,8 @@ def build_mlflow_logger(
 
     ``artifact_location`` applies to a local store only (a server decides for itself).
     """
+    from lightning.pytorch.loggers import MLFlowLogger  # here, so the URI rules load fast
+
     uri = resolve_tracking_uri(tracking_uri, root_dir)
     location = None
     if not is_remote(uri):

@@ -1,0 +1,27 @@
+"""``calcinet-evaluate ckpt_path=PATH [overrides]``: metrics, figures and a report of a model on
+a held-out set, logged to MLflow."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from calcinet.cli import CONFIG_DIR, fail
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    """Evaluate; returns the AUROC (the value a Hydra sweeper would read)."""
+    from calcinet.config import ConfigError
+    from calcinet.evaluation import EvaluationError
+    from calcinet.evaluation.run import evaluate
+
+    try:
+        report = evaluate(cfg)
+    except (ConfigError, EvaluationError) as error:
+        fail(error)
+    return report["metrics"]["auroc"]["value"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Log an evaluation to MLflow: a run nested under the model's training run when the tracking
+store holds it, else a run of its own experiment; metrics as ``<prefix>/<metric>``, the
+report, predictions and figures as artifacts."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from calcinet import __version__
+from calcinet.evaluation.predict import LoadedModel
+from calcinet.evaluation.report import to_jsonable
+
+log = logging.getLogger(__name__)
+
+
+def _normalise_uri(uri: str | None) -> str | None:
+    if not uri:
+        return None
+    for scheme in ("sqlite:///", "file://"):
+        if uri.startswith(scheme):
+            return scheme + str(Path(uri[len(scheme) :]).resolve())
+    return uri.rstrip("/")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, Mapping) or not tree:
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def mlflow_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """``{prefix}/{metric}`` (+ ``_ci95_low``/``_ci95_high``), the threshold sections under
+    ``{prefix}/{section}/`` and TTA under ``{prefix}/tta/``; finite values only."""
+    values: dict[str, float] = {}
+
+    def add(section: Mapping[str, Any], base: str) -> None:
+        for name, entry in section["metrics"].items():
+            values[f"{base}/{name}"] = entry["value"]
+            if entry["ci95"]:
+                values[f"{base}/{name}_ci95_low"], values[f"{base}/{name}_ci95_high"] = entry[
+                    "ci95"
+                ]
+        for key in ("at_threshold_0.5", "at_target_sensitivity"):
+            if key in section:
+                for name, entry in section[key]["metrics"].items():
+                    values[f"{base}/{key}/{name}"] = entry["value"]
+        values[f"{base}/threshold"] = section["operating_point"]["threshold"]
+
+    add(report, prefix)
+    if report.get("tta"):
+        add(report["tta"], f"{prefix}/tta")
+    values[f"{prefix}/n"] = report["counts"]["n"]
+    values[f"{prefix}/prevalence"] = report["counts"]["prevalence"]
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_to_mlflow(
+    cfg: DictConfig, report: Mapping[str, Any], model: LoadedModel, out: Path
+) -> dict[str, Any]:
+    """One MLflow run with the metrics, the report, the predictions and the figures.
+
+    Nested under the training run (tag ``mlflow.parentRunId``, same experiment) when the model
+    records one that lives in this tracking store; otherwise a run of ``mlflow.experiment_name``.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from calcinet.tracking import is_remote, resolve_tracking_uri, run_url
+
+    uri = resolve_tracking_uri(cfg.mlflow.get("tracking_uri"), cfg.paths.root_dir)
+    client = MlflowClient(tracking_uri=uri)
+    parent = model.training_run_id
+    parent_uri = _normalise_uri(model.identity.get("mlflow_tracking_uri"))
+    experiment_id = None
+    why_not_nested = None
+    if not parent:
+        why_not_nested = "the model records no training run"
+    elif parent_uri and parent_uri != _normalise_uri(uri):
+        why_not_nested = f"its training run {parent} is in another store ({parent_uri})"
+    else:
+        try:
+            experiment_id = client.get_run(parent).info.experiment_id
+        except MlflowException:
+            why_not_nested = f"its training run {parent} is not in {uri}"
+    if experiment_id is None:
+        log.info("Evaluation run not nested: %s", why_not_nested)
+        parent = None
+        name = str(cfg.mlflow.experiment_name)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = None
+            if not is_remote(uri):
+                location = str((Path(cfg.paths.root_dir) / "mlartifacts").resolve())
+            experiment_id = client.create_experiment(name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+
+    tags = {
+        "calcinet.evaluation": "true",
+        "calcinet.version": __version__,
+        "calcinet.split": report["split"],
+        "calcinet.model_path": report["model"]["path"],
+        "calcinet.model_kind": model.kind,
+        "calcinet.data_source": str(report["data"].get("source")),
+    }
+    if report["data"].get("fingerprint"):
+        tags["calcinet.data_fingerprint"] = str(report["data"]["fingerprint"])
+    if model.training_run_id:
+        tags["calcinet.training_run_id"] = model.training_run_id
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run_name = cfg.mlflow.get("run_name") or f"evaluate-{report['split']}-{model.path.stem}"
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        now = int(time.time() * 1000)
+        prefix = str(cfg.metric_prefix)
+        metrics = [Metric(k, v, now, 0) for k, v in mlflow_metrics(report, prefix).items()]
+        params = {
+            k: v
+            for k, v in _flatten(to_jsonable(OmegaConf.to_container(cfg, resolve=True))).items()
+        }
+        param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        for start in range(0, len(param_list), 100):
+            client.log_batch(run_id, params=param_list[start : start + 100])
+        client.log_batch(run_id, tags=[RunTag("calcinet.threshold", str(model.threshold))])
+        for name in ("predictions.csv", "report.json", "report.md", "config.yaml"):
+            client.log_artifact(run_id, str(out / name))
+        if (out / "figures").is_dir():
+            client.log_artifacts(run_id, str(out / "figures"), "figures")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "tracking_uri": uri,
+        "parent_run_id": parent,
+        "not_nested_because": why_not_nested,
+        "url": run_url(uri, experiment_id, run_id),
+    }

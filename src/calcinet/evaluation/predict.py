@@ -1,0 +1,327 @@
+"""Run a model over an evaluation set: a Lightning checkpoint or an exported TorchScript model.
+
+Both kinds are wrapped in :class:`LoadedModel`, which takes the DataModule's windowed patches
+(``[N, 1, X, Y, Z]`` in [0, 1]) and returns malignancy probabilities, and which carries what the
+model was trained with (patch size, spacing, HU window) and the thresholds stored with it.
+
+This is the one module of :mod:`calcinet.evaluation` that needs Lightning (to rebuild a
+checkpoint); it is imported only when a checkpoint is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from calcinet import CLASS_NAMES
+from calcinet.evaluation import EvaluationError
+
+#: Every combination of flips along the three spatial axes of ``[N, 1, X, Y, Z]`` (8 views,
+#: the identity first): the test-time augmentation.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = tuple(
+    dims for r in range(4) for dims in itertools.combinations((2, 3, 4), r)
+)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to evaluate.
+
+    ``predict`` maps windowed patches to probabilities; ``network`` is the eager network
+    (windowed patch -> ``[N, 1]`` logit) when there is one (checkpoints), for Grad-CAM.
+    """
+
+    kind: str
+    path: Path
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    preprocessing: dict[str, list[float] | None]
+    threshold: float
+    threshold_at_sensitivity: float | None
+    target_sensitivity: float | None
+    operating_point: str | None
+    class_names: tuple[str, str] = CLASS_NAMES
+    network: nn.Module | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def training_run_id(self) -> str | None:
+        return self.identity.get("mlflow_run_id")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> the GPU when there is one, else the CPU; anything else as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise EvaluationError(f"device={device!r}: {error}") from None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_checkpoint(path: Path) -> Path:
+    """``path`` itself when it is a file; for a training run folder (or its ``checkpoints/``),
+    the best checkpoint in it: the one with the highest stored ``val/auroc``, ``last.ckpt``
+    only when there is no other."""
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise EvaluationError(f"ckpt_path={str(path)!r}: no such file or folder")
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    candidates = sorted(p for p in folder.glob("*.ckpt") if p.name != "last.ckpt")
+    if not candidates:
+        if (folder / "last.ckpt").is_file():
+            return folder / "last.ckpt"
+        raise EvaluationError(f"ckpt_path={str(path)!r}: no *.ckpt file in {folder}")
+
+    def score(candidate: Path) -> float:
+        info = torch.load(candidate, map_location="cpu", weights_only=False).get("calcinet", {})
+        value = (info.get("val_metrics") or {}).get("val/auroc")
+        return float(value) if value is not None else float("-inf")
+
+    return max(candidates, key=score) if len(candidates) > 1 else candidates[0]
+
+
+def load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
+    """A ``calcinet-train`` checkpoint: rebuild the :class:`CalciModule` and read its facts."""
+    from calcinet.training.module import CalciModule  # Lightning: only for checkpoints
+
+    path = find_checkpoint(Path(path))
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+        module = CalciModule.load_from_checkpoint(path, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+        raise EvaluationError(
+            f"ckpt_path={str(path)!r}: not a calcinet checkpoint ({type(error).__name__}: {error})"
+        ) from None
+    module.eval().to(device)
+    hparams = module.hparams
+    prep = dict(hparams.get("preprocessing") or {})
+    identity = {key: value for key, value in dict(raw.get("calcinet") or {}).items()}
+    identity.update(
+        sha256=file_sha256(path),
+        network=dict(hparams.get("network") or {}),
+        epoch=raw.get("epoch"),
+        global_step=raw.get("global_step"),
+    )
+
+    @torch.no_grad()
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(module(image.to(device)).float())
+
+    return LoadedModel(
+        kind="checkpoint",
+        path=path,
+        predict=predict,
+        preprocessing={
+            key: _as_list(prep.get(key)) for key in ("patch_size", "spacing", "hu_window")
+        },
+        threshold=float(module.threshold),
+        threshold_at_sensitivity=float(module.threshold_at_sensitivity),
+        target_sensitivity=float(hparams.get("target_sensitivity", 0.95)),
+        operating_point=str(hparams.get("operating_point", "youden")),
+        class_names=tuple(hparams.get("class_names") or CLASS_NAMES),
+        network=module.network,
+        identity=identity,
+    )
+
+
+def load_torchscript(path: Path, device: torch.device) -> LoadedModel:
+    """An exported model: TorchScript taking raw HU ``[N, 1, X, Y, Z]`` and returning
+    probabilities ``[N]``, with its facts in the ``metadata.json`` extra file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"model_path={str(path)!r}: no such file")
+    extra = {"metadata.json": ""}
+    try:
+        scripted = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # noqa: BLE001
+        raise EvaluationError(
+            f"model_path={str(path)!r}: not a TorchScript model ({type(error).__name__}: {error})"
+        ) from None
+    try:
+        metadata = json.loads(extra["metadata.json"] or "{}")
+    except json.JSONDecodeError as error:
+        raise EvaluationError(
+            f"model_path={str(path)!r}: metadata.json is not JSON ({error})"
+        ) from None
+    facts = metadata_facts(metadata)
+    if facts["threshold"] is None:
+        raise EvaluationError(
+            f"model_path={str(path)!r}: metadata.json has no decision threshold; expected the "
+            "file written by calcinet-export"
+        )
+    scripted.eval()
+    window = _as_list(facts["hu_window"])
+    if window is None or len(window) != 2:
+        raise EvaluationError(
+            f"model_path={str(path)!r}: metadata.json hu_window={facts['hu_window']!r}: "
+            "expected [low, high] in HU"
+        )
+    low, high = (float(v) for v in window)
+
+    @torch.no_grad()
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        # Batches are windowed to [0, 1]; the exported model windows raw HU itself, and inside
+        # the window this is exactly the HU it expects (outside, both clip).
+        hu = image.to(device) * (high - low) + low
+        return scripted(hu).float().reshape(-1)
+
+    identity = {
+        "mlflow_run_id": facts["training_run_id"],
+        "mlflow_tracking_uri": facts["mlflow_tracking_uri"],
+        "data_fingerprint": facts["data_fingerprint"],
+        "sha256": file_sha256(path),
+        "metadata": metadata,
+    }
+    return LoadedModel(
+        kind="torchscript",
+        path=path,
+        predict=predict,
+        preprocessing={key: _as_list(facts[key]) for key in ("patch_size", "spacing", "hu_window")},
+        threshold=float(facts["threshold"]),
+        threshold_at_sensitivity=_optional_float(facts["threshold_at_sensitivity"]),
+        target_sensitivity=_optional_float(facts["target_sensitivity"]),
+        operating_point=facts["operating_point"],
+        class_names=tuple(facts["class_names"] or CLASS_NAMES),
+        identity=identity,
+    )
+
+
+def metadata_facts(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What evaluation needs from an exported model's ``metadata.json`` (None when absent).
+
+    Reads calcinet-export's layout (``"format": "calcinet-model"``: ``input.patch_size``,
+    ``input.spacing_mm``, ``preprocessing.hu_window``, ``decision.*``, ``training.*``) and the
+    flat layout (``patch_size``, ``spacing``, ``hu_window``, ``threshold``, ...,
+    ``training_run_id``).
+    """
+    if metadata.get("format") == "calcinet-model":
+        inputs = metadata.get("input") or {}
+        decision = metadata.get("decision") or {}
+        training = metadata.get("training") or {}
+        return {
+            "patch_size": inputs.get("patch_size"),
+            "spacing": inputs.get("spacing_mm"),
+            "hu_window": (metadata.get("preprocessing") or {}).get("hu_window"),
+            "threshold": decision.get("threshold"),
+            "threshold_at_sensitivity": decision.get("threshold_at_sensitivity"),
+            "target_sensitivity": decision.get("target_sensitivity"),
+            "operating_point": decision.get("operating_point"),
+            "class_names": metadata.get("class_names"),
+            "training_run_id": training.get("mlflow_run_id"),
+            "mlflow_tracking_uri": training.get("mlflow_tracking_uri"),
+            "data_fingerprint": training.get("data_fingerprint"),
+        }
+    keys = (
+        "patch_size",
+        "spacing",
+        "hu_window",
+        "threshold",
+        "threshold_at_sensitivity",
+        "target_sensitivity",
+        "operating_point",
+        "class_names",
+        "training_run_id",
+        "mlflow_tracking_uri",
+        "data_fingerprint",
+    )
+    return {key: metadata.get(key) for key in keys}
+
+
+def _as_list(value: Any) -> list[float] | None:
+    return None if value is None else [v for v in value]
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def predict_tta(model: LoadedModel, image: torch.Tensor) -> torch.Tensor:
+    """Mean probability over the eight flipped views of each patch (identity included)."""
+    views = [model.predict(torch.flip(image, dims) if dims else image) for dims in TTA_FLIPS]
+    return torch.stack(views).mean(dim=0)
+
+
+def _metadata(batch: Mapping[str, Any], size: int) -> dict[str, list[Any]]:
+    """The per-sample string/number fields of a collated batch (nested or array fields skipped)."""
+    columns: dict[str, list[Any]] = {}
+    for key, value in batch.items():
+        if key in ("image", "label"):
+            continue
+        if isinstance(value, torch.Tensor | np.ndarray):
+            if value.ndim == 1 and len(value) == size:
+                columns[str(key)] = value.tolist()
+        elif (
+            isinstance(value, list | tuple)
+            and len(value) == size
+            and all(isinstance(v, str | int | float | bool) or v is None for v in value)
+        ):
+            columns[str(key)] = list(value)
+    return columns
+
+
+def _record_path(record: Mapping[str, Any]) -> str:
+    for key in ("path", "image"):
+        if isinstance(record.get(key), str | Path):
+            return str(record[key])
+    return ""
+
+
+def predict_loader(
+    model: LoadedModel,
+    loader: Iterable[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]] | None = None,
+    tta: bool = False,
+) -> pd.DataFrame:
+    """One row per sample: ``id, path, label, probability`` (+ ``probability_tta``) and the
+    metadata fields of the batches, in loader order.
+
+    ``records`` (the source's records of the split, in the same order) supply the file path of
+    samples read from disk when the batches no longer carry it.
+    """
+    rows: dict[str, list[Any]] = {"id": [], "path": [], "label": [], "probability": []}
+    if tta:
+        rows["probability_tta"] = []
+    metadata: dict[str, list[Any]] = {}
+    seen = 0
+    for batch in loader:
+        image, label = batch["image"], batch["label"]
+        size = int(image.shape[0])
+        rows["label"] += torch.as_tensor(label).reshape(-1).long().tolist()
+        rows["probability"] += model.predict(image).cpu().double().tolist()
+        if tta:
+            rows["probability_tta"] += predict_tta(model, image).cpu().double().tolist()
+        fields = _metadata(batch, size)
+        ids = fields.pop("id", None) or [str(seen + i) for i in range(size)]
+        paths = fields.pop("path", None) or [
+            _record_path(records[seen + i])
+            if records is not None and seen + i < len(records)
+            else ""
+            for i in range(size)
+        ]
+        rows["id"] += [str(i) for i in ids]
+        rows["path"] += ["" if p is None else str(p) for p in paths]
+        # Columns keep the order in which they first appear (the source's own order).
+        for key in [*metadata, *(k for k in fields if k not in metadata)]:
+            metadata.setdefault(key, [None] * seen)
+            metadata[key] += fields.get(key, [None] * size)
+        seen += size
+    return pd.DataFrame({**rows, **{k: v for k, v in metadata.items() if k not in rows}})

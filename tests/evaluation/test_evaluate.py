@@ -1,0 +1,408 @@
+"""`calcinet-evaluate` on a tiny real checkpoint: outputs, numbers, MLflow, TorchScript, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from calcinet.config import ConfigError
+from calcinet.evaluation import EvaluationError
+from calcinet.evaluation.metrics import METRIC_NAMES, THRESHOLD_METRICS, point_metrics
+from calcinet.evaluation.run import evaluate
+from tests.helpers import compose_config, run_cli
+
+# 24 phantom samples at the checkpoint's 24^3 / 1.5 mm, no worker processes, a short bootstrap.
+SMALL = [
+    "data.source.num_train=16",
+    "data.source.num_val=16",
+    "data.source.num_test=24",
+    "data.num_workers=0",
+    "data.cache_workers=1",
+    "bootstrap.n=200",
+    "device=cpu",
+]
+FIGURES = (
+    "roc",
+    "pr",
+    "calibration",
+    "confusion",
+    "histogram",
+    "breakdown_pattern",
+    "gradcam_errors",
+)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> SimpleNamespace:
+    """One evaluation with TTA, logged to a private MLflow store under a training run."""
+    root = tmp_path_factory.mktemp("evaluate")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.create_experiment(
+            "calcinet", artifact_location=str(root / "mlartifacts")
+        )
+        parent = client.create_run(experiment).info.run_id
+        checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+        checkpoint["calcinet"].update(
+            mlflow_run_id=parent, mlflow_tracking_uri=uri, mlflow_experiment_id=experiment
+        )
+        path = root / "trained.ckpt"
+        torch.save(checkpoint, path)
+        run_dir = root / "first"
+        cfg = compose_config("evaluate", [f"ckpt_path={path}", *SMALL, "tta=true"], run_dir)
+        report = evaluate(cfg)
+    return SimpleNamespace(
+        root=root,
+        uri=uri,
+        parent=parent,
+        experiment=experiment,
+        report=report,
+        run_dir=run_dir,
+        ckpt=path,
+    )
+
+
+def test_writes_predictions_report_and_figures(first: SimpleNamespace) -> None:
+    out = first.run_dir
+    for name in ("predictions.csv", "report.json", "report.md", "config.yaml"):
+        assert (out / name).is_file(), name
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+    assert (out / "figures" / "roc_tta.png").is_file()
+    predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(predictions.columns) == [
+        "id",
+        "path",
+        "label",
+        "probability",
+        "prediction",
+        "probability_tta",
+        "prediction_tta",
+        "pattern",
+    ]
+    assert len(predictions) == 24 and set(predictions["path"]) == {""}
+    assert predictions["id"].is_unique and set(predictions["label"]) == {0, 1}
+    markdown = (out / "report.md").read_text()
+    assert "## Metrics" in markdown and "## By pattern" in markdown and "Grad-CAM" in markdown
+
+
+def test_report_numbers_are_scikit_learns(first: SimpleNamespace) -> None:
+    report = json.loads((first.run_dir / "report.json").read_text())
+    predictions = pd.read_csv(first.run_dir / "predictions.csv", keep_default_na=False)
+    y = predictions["label"].to_numpy()
+    threshold = report["operating_point"]["threshold"]
+    assert threshold == pytest.approx(
+        float(torch.load(first.ckpt, weights_only=False)["state_dict"]["threshold"])
+    )
+    for section, column in ((report, "probability"), (report["tta"], "probability_tta")):
+        p = predictions[column].to_numpy()
+        assert set(section["metrics"]) == set(METRIC_NAMES)
+        expected = point_metrics(y, p, threshold)
+        assert section["metrics"]["auroc"]["value"] == pytest.approx(roc_auc_score(y, p))
+        assert section["metrics"]["ap"]["value"] == pytest.approx(average_precision_score(y, p))
+        assert section["metrics"]["brier"]["value"] == pytest.approx(brier_score_loss(y, p))
+        for name in METRIC_NAMES:
+            entry = section["metrics"][name]
+            assert len(entry["ci95"]) == 2
+            if entry["value"] is None:
+                assert np.isnan(expected[name]), name
+            else:
+                assert entry["value"] == pytest.approx(expected[name]), name
+        at_half = point_metrics(y, p, 0.5)
+        assert section["at_threshold_0.5"]["threshold"] == 0.5
+        for name in THRESHOLD_METRICS:
+            value = section["at_threshold_0.5"]["metrics"][name]["value"]
+            assert (value is None and np.isnan(at_half[name])) or value == pytest.approx(
+                at_half[name]
+            ), name
+        assert "target_sensitivity" in section["at_target_sensitivity"]
+    assert (predictions["prediction"] == (predictions["probability"] >= threshold)).all()
+    assert report["counts"] == {
+        "n": 24,
+        "n_malignant": int(y.sum()),
+        "n_benign": int((y == 0).sum()),
+        "prevalence": y.mean(),
+    }
+    assert report["bootstrap"]["n"] == 200 and report["bootstrap"]["unit"] == "sample"
+    assert report["model"]["patch_size"] == [24, 24, 24]
+    assert report["data"]["source"] == "synthetic" and len(report["data"]["fingerprint"]) == 16
+    groups = report["breakdowns"]["pattern"]["groups"]
+    assert sum(g["n"] for g in groups) == 24
+    assert report["gradcam"]["status"] == "produced"
+    assert report["gradcam"]["layer"] == "stages.1.1.conv"
+
+
+def test_mlflow_run_is_nested_under_the_training_run(first: SimpleNamespace) -> None:
+    client = MlflowClient(tracking_uri=first.uri)
+    info = first.report["mlflow"]
+    run = client.get_run(info["run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == first.parent
+    assert run.info.experiment_id == first.experiment
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert metrics["test/auroc"] == pytest.approx(first.report["metrics"]["auroc"]["value"])
+    assert metrics["test/auroc_ci95_low"] == pytest.approx(
+        first.report["metrics"]["auroc"]["ci95"][0]
+    )
+    assert "test/tta/auroc" in metrics and "test/at_threshold_0.5/accuracy" in metrics
+    artifacts = {a.path for a in client.list_artifacts(info["run_id"])}
+    assert {"predictions.csv", "report.json", "report.md", "figures"} <= artifacts
+    figures = {a.path for a in client.list_artifacts(info["run_id"], "figures")}
+    assert "figures/gradcam_errors.png" in figures
+    # calcinet-compare reads the run's predictions.csv back by run id.
+    from calcinet.evaluation.compare import compare_predictions, load_predictions
+
+    name, downloaded = load_predictions(info["run_id"], tracking_uri=first.uri)
+    assert name.endswith(f"({info['run_id'][:8]})")
+    table = compare_predictions([(name, downloaded), load_predictions(str(first.run_dir))]).table
+    assert table.loc[1, "p_value"] == 1.0 and table.loc[1, "delta_auroc"] == 0.0
+
+
+def test_same_model_twice_gives_identical_numbers(
+    first: SimpleNamespace, tiny_checkpoint: Path, tmp_path: Path, tmp_tracking: str
+) -> None:
+    # The plain checkpoint knows no training run: its evaluation gets its own experiment.
+    cfg = compose_config(
+        "evaluate",
+        [f"ckpt_path={tiny_checkpoint}", *SMALL, "gradcam.enabled=false"],
+        tmp_path / "second",
+    )
+    second = evaluate(cfg)
+    a = json.loads((first.run_dir / "report.json").read_text())
+    b = json.loads((tmp_path / "second" / "report.json").read_text())
+    for key in ("metrics", "at_threshold_0.5", "at_target_sensitivity", "confusion", "counts"):
+        assert a[key] == b[key], key
+    pa = pd.read_csv(first.run_dir / "predictions.csv")
+    pb = pd.read_csv(tmp_path / "second" / "predictions.csv")
+    assert (pa["probability"] == pb["probability"]).all()
+    run = MlflowClient(tracking_uri=tmp_tracking).get_run(second["mlflow"]["run_id"])
+    assert "mlflow.parentRunId" not in run.data.tags
+    experiment = MlflowClient(tracking_uri=tmp_tracking).get_experiment(run.info.experiment_id)
+    assert experiment.name == "calcinet-evaluation"
+    assert "gradcam.enabled=false" in (tmp_path / "second" / "report.md").read_text()
+
+
+class _Exported(torch.nn.Module):
+    """What calcinet-export promises: raw HU in, probability out, windowing inside."""
+
+    def __init__(self, network: torch.nn.Module, low: float, high: float) -> None:
+        super().__init__()
+        self.network, self.low, self.high = network, low, high
+
+    def forward(self, hu: torch.Tensor) -> torch.Tensor:
+        x = ((hu - self.low) / (self.high - self.low)).clamp(0.0, 1.0)
+        return torch.sigmoid(self.network(x).reshape(-1))
+
+
+def _flat_metadata(module: torch.nn.Module, ckpt: Path, run_id: str) -> dict:
+    """The metadata keys the evaluation contract names, flat."""
+    return {
+        "patch_size": [24, 24, 24],
+        "spacing": [1.5, 1.5, 1.5],
+        "hu_window": [-200.0, 1800.0],
+        "threshold": float(module.threshold),
+        "threshold_at_sensitivity": float(module.threshold_at_sensitivity),
+        "class_names": ["benign", "malignant"],
+        "training_run_id": run_id,
+    }
+
+
+def _export_metadata(module: torch.nn.Module, ckpt: Path, run_id: str) -> dict:
+    """calcinet-export's own metadata.json for this checkpoint."""
+    export_metadata = pytest.importorskip("calcinet.export.metadata")
+    from calcinet.export.checkpoint import read_checkpoint
+
+    thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
+    metadata = export_metadata.build_metadata(read_checkpoint(ckpt), thresholds, "trace")
+    assert metadata["training"]["mlflow_run_id"] == run_id
+    return metadata
+
+
+@pytest.mark.parametrize("layout", [_flat_metadata, _export_metadata], ids=["flat", "export"])
+def test_torchscript_model_gives_the_checkpoints_probabilities(
+    first: SimpleNamespace, tmp_path: Path, layout
+) -> None:
+    from calcinet.training.module import CalciModule
+
+    module = CalciModule.load_from_checkpoint(first.ckpt, map_location="cpu").eval()
+    metadata = layout(module, first.ckpt, first.parent)
+    scripted = torch.jit.trace(
+        _Exported(module.network, -200.0, 1800.0), torch.zeros(2, 1, 24, 24, 24)
+    )
+    path = tmp_path / "model.ts"
+    torch.jit.save(scripted, str(path), _extra_files={"metadata.json": json.dumps(metadata)})
+    cfg = compose_config(
+        "evaluate", [f"model_path={path}", *SMALL, "mlflow.enabled=false"], tmp_path / "ts"
+    )
+    report = evaluate(cfg)
+    exported = pd.read_csv(tmp_path / "ts" / "predictions.csv")
+    reference = pd.read_csv(first.run_dir / "predictions.csv")
+    np.testing.assert_allclose(exported["probability"], reference["probability"], atol=1e-5)
+    assert report["model"]["kind"] == "torchscript"
+    assert report["model"]["training_run_id"] == first.parent
+    assert report["model"]["patch_size"] == [24, 24, 24]
+    assert report["operating_point"]["threshold"] == pytest.approx(float(module.threshold))
+    assert report["gradcam"]["status"] == "skipped"
+    assert "TorchScript" in report["gradcam"]["reason"]
+    assert "TorchScript" in (tmp_path / "ts" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "data.patch_size=[32,32,32]",
+            "data.patch_size=[32, 32, 32] does not match the model's patch_size [24, 24, 24]",
+        ),
+        (
+            "data.spacing=[1.0,1.0,1.0]",
+            "data.spacing=[1.0, 1.0, 1.0] does not match the model's spacing [1.5, 1.5, 1.5]",
+        ),
+    ],
+)
+def test_mismatched_preprocessing_is_refused(
+    tiny_checkpoint: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    cfg = compose_config("evaluate", [f"ckpt_path={tiny_checkpoint}", *SMALL, override], tmp_path)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        evaluate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data.source.phantom.malignant_fraction=0.0"],
+            "split='test' of data=synthetic holds one class only: all 24 samples are benign",
+        ),
+        (["data.source.num_test=0"], "split='test' of data=synthetic has no samples"),
+    ],
+)
+def test_unusable_sets_are_refused(
+    tiny_checkpoint: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    cfg = compose_config("evaluate", [f"ckpt_path={tiny_checkpoint}", *SMALL, *overrides], tmp_path)
+    with pytest.raises(EvaluationError, match=message):
+        evaluate(cfg)
+
+
+def test_a_model_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ckpt_path=null and model_path=null"):
+        evaluate(compose_config("evaluate", SMALL, tmp_path))
+    with pytest.raises(EvaluationError, match="no such file or folder"):
+        evaluate(compose_config("evaluate", ["ckpt_path=/nonexistent.ckpt", *SMALL], tmp_path))
+
+
+def test_cli_error_is_one_line(
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from calcinet.cli.evaluate import main
+
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "calcinet-evaluate",
+            f"ckpt_path={tiny_checkpoint}",
+            "data.patch_size=[32,32,32]",
+            f"hydra.run.dir={tmp_path}",
+        ],
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("calcinet: error: data.patch_size=[32, 32, 32]")
+
+
+def test_evaluate_config_composes_with_every_data_option(tmp_path: Path) -> None:
+    from calcinet.cli import CONFIG_DIR
+
+    for option in sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml")):
+        cfg = compose_config("evaluate", [f"data={option}"], tmp_path)
+        # The model fixes these; the data config's own values are replaced by null.
+        assert cfg.data.patch_size is None and cfg.data.spacing is None, option
+        assert cfg.data.hu_window is None, option
+    cfg = compose_config("evaluate", [], tmp_path)
+    assert cfg.split == "test" and cfg.metric_prefix == "test" and cfg.bootstrap.n == 1000
+
+
+def _top_level_imports(module: str) -> set[str]:
+    """Modules imported at import time of ``module`` (function-level imports excluded)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text())
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_evaluation_maths_does_not_import_lightning_or_torch() -> None:
+    # metrics, figures, reports and comparisons work on arrays: importing them (and
+    # calcinet-compare) must not pull in torch, Lightning, MONAI or MLflow.
+    todo = [
+        "calcinet.evaluation.metrics",
+        "calcinet.evaluation.breakdown",
+        "calcinet.evaluation.plots",
+        "calcinet.evaluation.report",
+        "calcinet.evaluation.compare",
+        "calcinet.cli.compare",
+    ]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for imported in _top_level_imports(module):
+            root = imported.split(".")[0]
+            assert root not in {"lightning", "torch", "monai", "mlflow"}, (module, imported)
+            if root == "calcinet":
+                todo.append(imported)
+    assert "calcinet.evaluation" in seen
+
+
+@pytest.mark.slow
+def test_console_script_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    # A run folder is accepted: its best checkpoint is evaluated.
+    result = run_cli(
+        [
+            "calcinet-evaluate",
+            f"ckpt_path={tiny_checkpoint.parent}",
+            *SMALL,
+            "bootstrap.n=50",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert Path(report["model"]["path"]).name == tiny_checkpoint.name
+    assert "Report:" in result.stdout and "MLflow run:" in result.stdout
+    (run,) = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("calcinet-evaluation").experiment_id]
+    )
+    assert run.data.metrics["test/auroc"] == pytest.approx(report["metrics"]["auroc"]["value"])
