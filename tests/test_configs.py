@@ -13,7 +13,9 @@ from calcinet.config import validate_train_config
 from tests.helpers import compose_config
 
 CONF = Path(CONFIG_DIR)
-GROUPS = ["data", "model", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+GROUPS = [
+    "data", "model", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug",
+]
 
 
 def _options(group: str) -> list[str]:

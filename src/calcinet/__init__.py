@@ -1,4 +1,4 @@
-"""calcinet: train, evaluate and export 3D CNNs that tell benign from malignant calcifications on CT."""
+"""calcinet: train, evaluate and export 3D CNNs for benign vs malignant calcifications on CT."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -33,7 +33,7 @@ def test_batches_have_the_documented_shapes_and_types() -> None:
     assert batch["image"].dtype == torch.float32
     assert type(batch["image"]) is torch.Tensor  # plain tensors, not MetaTensor
     assert batch["label"].dtype == torch.int64
-    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["image"].min() >= 0.0 and batch["image"].max() <= 1.0
     assert len(batch["pattern"]) == 4 and len(batch["id"]) == 4
     assert "params" not in batch
 

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from calcinet.models.adapters import load_local_weights, replace_first_conv, replace_linear_head
+from calcinet.models.adapters import replace_first_conv, replace_linear_head
 from calcinet.models.networks import build_network
 from calcinet.models.slices import OrthogonalSlices
 
@@ -49,7 +49,8 @@ def test_local_rgb_weights_load_into_the_2p5d_network(tmp_path: Path) -> None:
     torch.save(imagenet_like.state_dict(), path)
     net = build_network("resnet18_2p5d", weights=str(path))
     backbone = net.backbone
-    torch.testing.assert_close(backbone.layer1[0].conv1.weight, imagenet_like.layer1[0].conv1.weight)
+    first_block = imagenet_like.layer1[0].conv1.weight
+    torch.testing.assert_close(backbone.layer1[0].conv1.weight, first_block)
     # RGB first conv summed to grey, then spread over the 3 slice channels.
     expected = imagenet_like.conv1.weight.sum(1, keepdim=True).expand(-1, 3, -1, -1) / 3
     torch.testing.assert_close(backbone.conv1.weight, expected)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
-import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch.utils.data import DataLoader
 

@@ -1,4 +1,7 @@
-"""``calcinet-check-manifest manifest.csv``: check a manifest without training (exit 0 clean, 1 not)."""
+"""``calcinet-check-manifest manifest.csv``: check a manifest without training.
+
+Exits 0 when the manifest is clean, 1 when it has problems.
+"""
 
 from __future__ import annotations
 

@@ -118,7 +118,9 @@ def augment_transforms(hu_window: Sequence[float], **overrides: float) -> list[T
             scale_range=(a["scale"],) * 3, mode="bilinear", padding_mode="border",
         ),
         # The noise is added to windowed values: convert its HU standard deviation.
-        RandGaussianNoised(keys="image", prob=a["noise_prob"], std=a["noise_std_hu"] / (high - low)),
+        RandGaussianNoised(
+            keys="image", prob=a["noise_prob"], std=a["noise_std_hu"] / (high - low)
+        ),
     ]
 
 

@@ -74,7 +74,7 @@ def load_local_weights(model: nn.Module, path: str | Path) -> nn.Module:
         target = own[key]
         if tensor.shape == target.shape:
             usable[key] = tensor
-        elif tensor.dim() == target.dim() and tensor.dim() >= 4 and tensor.shape[1] != target.shape[1]:
+        elif tensor.dim() == target.dim() >= 4 and tensor.shape[1] != target.shape[1]:
             usable[key] = tensor.sum(dim=1, keepdim=True).expand_as(target) / target.shape[1]
     if not usable:
         raise ValueError(

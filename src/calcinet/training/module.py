@@ -9,20 +9,19 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MetricCollection
-from torchvision.ops import sigmoid_focal_loss
 from torchmetrics.classification import (
-    BinaryROC,
     BinaryAccuracy,
     BinaryAUROC,
     BinaryAveragePrecision,
     BinaryF1Score,
     BinaryRecall,
+    BinaryROC,
     BinarySpecificity,
 )
+from torchvision.ops import sigmoid_focal_loss
 
 from calcinet import CLASS_NAMES
 from calcinet.models.networks import build_network
-
 
 OPERATING_POINTS = ("youden", "sensitivity")
 LOSSES = ("bce", "focal")
@@ -97,7 +96,7 @@ class CalciModule(L.LightningModule):
         operating_point: how the decision threshold is chosen on the validation set after every
             validation epoch: ``"youden"`` (max sensitivity + specificity - 1) or
             ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``). The
-            threshold is saved in the checkpoint (buffer ``threshold``) and never tuned on test data.
+            threshold is saved in the checkpoint (buffer ``threshold``), never tuned on test data.
         target_sensitivity: the sensitivity of the second stored threshold
             (buffer ``threshold_at_sensitivity``).
         channels_last: keep the network and its inputs in ``channels_last_3d`` memory format
