@@ -95,3 +95,37 @@ def make_checkpoint(
                         default_root_dir=folder)
     trainer.fit(module, datamodule=datamodule)
     return Path(checkpoint.best_model_path)
+
+
+def quick_checkpoint(
+    folder: Path,
+    network: dict,
+    patch_size: Sequence[int] = (16, 16, 16),
+    spacing: Sequence[float] = (1.5, 1.5, 1.5),
+) -> Path:
+    """A real Lightning checkpoint of ``network`` after one optimiser step on random patches.
+
+    For tests that need the checkpoint format of every network but not a trained model: no
+    phantom rendering, no validation loop.
+    """
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from calcinet.training.module import CalciModule
+
+    L.seed_everything(0, verbose=False)
+    module = CalciModule(
+        network=network,
+        optim={"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}},
+        preprocessing={"patch_size": list(patch_size), "spacing": list(spacing),
+                       "hu_window": [-200.0, 1800.0]},
+    )
+    batch = {"image": torch.rand(2, 1, *patch_size), "label": torch.tensor([0, 1])}
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=folder)
+    trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
+    path = Path(folder) / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return path

@@ -39,7 +39,7 @@ def test_every_group_has_options() -> None:
 
 
 def test_top_level_configs_compose(tmp_path: Path) -> None:
-    for name in ("train", "synth", "evaluate"):
+    for name in ("train", "synth", "evaluate", "export"):
         cfg = compose_config(name, run_dir=tmp_path / name)
         OmegaConf.to_container(cfg, resolve=True)
 

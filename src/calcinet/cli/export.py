@@ -1,0 +1,43 @@
+"""``calcinet-export ckpt_path=CKPT [output_path=model.ts]``: TorchScript, .pt2, MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from calcinet.cli import CONFIG_DIR, fail
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    if not cfg.ckpt_path:
+        fail(
+            "ckpt_path=null: expected the checkpoint to export, e.g. calcinet-export "
+            "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt"
+        )
+    if not (isinstance(cfg.parity.num_patches, int) and cfg.parity.num_patches >= 1):
+        fail(f"parity.num_patches={cfg.parity.num_patches!r}: expected a positive integer")
+    if not (isinstance(cfg.parity.tolerance, int | float) and cfg.parity.tolerance > 0):
+        fail(f"parity.tolerance={cfg.parity.tolerance!r}: expected a positive number")
+    from calcinet.export import ExportError, MlflowOptions, export_checkpoint
+    from calcinet.export.report import summary
+
+    try:
+        result = export_checkpoint(
+            Path(cfg.ckpt_path),
+            Path(cfg.output_path) if cfg.output_path else None,
+            torch_export=bool(cfg.torch_export),
+            parity_patches=int(cfg.parity.num_patches),
+            tolerance=float(cfg.parity.tolerance),
+            seed=int(cfg.parity.seed),
+            mlflow=MlflowOptions(**cfg.mlflow),
+        )
+    except ExportError as error:
+        fail(error)
+    print(summary(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

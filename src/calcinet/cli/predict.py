@@ -1,0 +1,155 @@
+"""``calcinet-predict --model model.ts INPUT...``: malignancy probabilities from an exported model.
+
+Needs only torch and the image readers (no Lightning, Hydra or MLflow). Exit status: 0 when every
+input was predicted, 1 when some failed (one line each on stderr), 2 for a bad command line or a
+model that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from calcinet.cli import fail
+
+EPILOG = """\
+INPUT kinds:
+  *.nii, *.nii.gz, *.nrrd, *.nhdr   a CT volume in HU with its world geometry
+  *.npy                             HU in (x, y, z) axis order, RAS, voxel size --spacing
+  a DICOM series folder             HU = stored value * RescaleSlope + RescaleIntercept
+  a folder                          every such file and DICOM series inside it
+  *.csv                             a manifest: column path (relative to the CSV's folder),
+                                    optional center_x,center_y,center_z,coord_space
+Each volume is oriented to RAS and resampled to the model's spacing; the patch is cut around
+--center (rounded to the nearest voxel) or from the middle of the volume, and padded with air
+(-1000 HU, or the model's window low end if lower) where it leaves the scan.
+Coordinates are x,y,z: 'world' is RAS millimetres (NIfTI / nibabel / 3D Slicer convention),
+'lps' is DICOM patient millimetres, 'voxel' is the file's own voxel index (i,j,k).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calcinet-predict",
+        description="Malignancy probability of calcification patterns in CT volumes, from a "
+        "model written by calcinet-export.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="volume file, DICOM series folder, folder, or manifest .csv",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="exported model (.ts TorchScript or .pt2 torch.export)",
+    )
+    parser.add_argument(
+        "--center",
+        metavar="X,Y,Z",
+        help="patch centre for every INPUT given directly (manifest rows bring "
+        "their own); default: the middle of the volume",
+    )
+    parser.add_argument(
+        "--coord-space",
+        default="world",
+        choices=("world", "voxel", "lps"),
+        help="space of --center and of manifest rows without coord_space (default: world = RAS mm)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="CSV",
+        help="write path,probability,prediction,label here instead of printing",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
+    parser.add_argument(
+        "--threshold",
+        default="operating",
+        metavar="T",
+        help="'operating' (chosen on validation; default), 'sensitivity' (the "
+        "target-sensitivity threshold) or a number in [0, 1]",
+    )
+    parser.add_argument(
+        "--spacing",
+        default="1,1,1",
+        metavar="SX,SY,SZ",
+        help="voxel size in mm of .npy inputs (x,y,z order; default 1,1,1)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="run the TorchScript model as saved, without torch.jit.optimize_for_inference",
+    )
+    parser.add_argument(
+        "--show-metadata", action="store_true", help="print the model's metadata.json and exit"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported here so that --help answers at once; torch takes seconds to import.
+    from calcinet.inference import expand_inputs, load_model, predict
+    from calcinet.inference.inputs import Failure, parse_center
+    from calcinet.inference.metadata import dumps
+    from calcinet.inference.model import ModelLoadError
+    from calcinet.inference.predict import print_table, resolve_threshold, write_csv
+
+    if args.batch_size < 1:
+        fail(f"--batch-size={args.batch_size}: expected a positive integer")
+    try:
+        center = parse_center(args.center) if args.center else None
+        spacing = parse_center(args.spacing, "--spacing")
+        if min(spacing) <= 0:
+            raise ValueError(f"--spacing={args.spacing!r}: expected three positive numbers (mm)")
+    except ValueError as error:
+        fail(error)
+    if args.out is not None and not args.out.parent.is_dir():
+        fail(f"--out {args.out}: folder {args.out.parent} does not exist")
+    try:
+        model = load_model(args.model, args.device, optimize=not args.no_optimize)
+        threshold = resolve_threshold(model, args.threshold)
+    except (ModelLoadError, ValueError, RuntimeError) as error:
+        fail(error)
+    if args.show_metadata:
+        print(dumps(model.info.raw))
+        return 0
+    if not args.inputs:
+        fail("no INPUT given; expected volume files, DICOM folders, folders or a manifest .csv")
+
+    requests, failures = expand_inputs(args.inputs, center, args.coord_space)
+    for failure in failures:
+        print(f"calcinet: error: {failure.path}: {failure.reason}", file=sys.stderr)
+    rows = []
+    for item in predict(model, requests, args.batch_size, threshold, spacing):
+        if isinstance(item, Failure):
+            failures.append(item)
+            print(f"calcinet: error: {item.path}: {item.reason}", file=sys.stderr, flush=True)
+        else:
+            rows.append(item)
+    if args.out is not None:
+        try:
+            write_csv(rows, args.out)
+        except OSError as error:
+            fail(f"--out {args.out}: cannot be written ({error.strerror or error})")
+        print(f"Wrote {len(rows)} prediction(s) to {args.out}")
+    elif rows:
+        print_table(rows)
+    if failures:
+        print(
+            f"calcinet: {len(failures)} of {len(rows) + len(failures)} input(s) failed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``export_checkpoint``: checkpoint -> TorchScript (+ torch.export) with metadata, checked.
+
+Steps: read and check the checkpoint; wrap its network with the HU window and the sigmoid;
+script it (and export a program); write both to temporary files beside the outputs; reload them
+in a fresh process and compare with the checkpoint; write the final files, whose metadata records
+that comparison, by atomic rename; log them to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
+from calcinet.export.metadata import build_metadata
+from calcinet.export.mlflow_model import MlflowOptions, MlflowOutcome, log_export
+from calcinet.export.parity import ParityResult, check_batch, check_parity
+from calcinet.export.torch_export import ProgramExportError, export_program, save_program
+from calcinet.export.torchscript import save_torchscript, temporary_path, to_torchscript
+from calcinet.export.wrapper import HUClassifier
+
+
+@dataclass
+class ExportResult:
+    """Where the files went and what the checks said."""
+
+    torchscript: Path
+    program: Path | None
+    parity: ParityResult
+    metadata: dict
+    mlflow: MlflowOutcome
+    notes: list[str] = field(default_factory=list)
+
+
+def default_output(ckpt_path: Path) -> Path:
+    """``<checkpoint folder>/<checkpoint stem>.ts``."""
+    return ckpt_path.with_suffix(".ts")
+
+
+def check_output(output: Path, ckpt_path: Path) -> None:
+    """Refuse to overwrite the checkpoint or a folder; fail early when nothing can be written."""
+    for path in (output, output.with_suffix(".pt2")):
+        if path.exists() and ckpt_path.exists() and path.resolve() == ckpt_path.resolve():
+            raise ExportError(
+                f"output_path={output}: would overwrite the checkpoint {ckpt_path}; "
+                "choose another file name (e.g. model.ts)"
+            )
+    if output.is_dir():
+        raise ExportError(
+            f"output_path={output}: is a folder; expected a file name such as {output / 'model.ts'}"
+        )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with temporary_path(output.parent, ".probe"):
+            pass
+    except OSError as error:
+        raise ExportError(
+            f"output_path={output}: folder {output.parent} is not writable "
+            f"({error.strerror or error}); expected a writable location"
+        ) from None
+
+
+def export_checkpoint(
+    ckpt_path: str | Path,
+    output_path: str | Path | None = None,
+    torch_export: bool = True,
+    parity_patches: int = 4,
+    tolerance: float = 1e-5,
+    seed: int = 0,
+    mlflow: MlflowOptions | None = None,
+) -> ExportResult:
+    """Export ``ckpt_path``; returns an :class:`ExportResult` or raises :class:`ExportError`."""
+    ckpt_path = Path(ckpt_path)
+    output = Path(output_path) if output_path else default_output(ckpt_path)
+    if output.suffix == ".pt2":
+        raise ExportError(
+            f"output_path={output}: the .pt2 program is written beside the "
+            "TorchScript file; give the TorchScript name (e.g. model.ts)"
+        )
+    check_output(output, ckpt_path)
+    info = read_checkpoint(ckpt_path)
+    module = load_module(info)
+    model = HUClassifier(module.network, info.hu_window, info.patch_size).eval()
+    batch = check_batch(info.patch_size, max(2, parity_patches), seed)
+    scripted, method = to_torchscript(model, batch)
+    notes: list[str] = []
+    if method != "script":
+        notes.append(f"TorchScript by {method}")
+    program = None
+    if torch_export:
+        try:
+            program = export_program(model, batch)
+        except ProgramExportError as error:
+            notes.append(
+                f"no .pt2: torch.export does not support network {info.network['name']!r} ({error})"
+            )
+    thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
+    metadata = build_metadata(info, thresholds, method)
+    program_path = output.with_suffix(".pt2") if program is not None else None
+
+    with (
+        temporary_path(output.parent, ".ts") as ts_tmp,
+        temporary_path(output.parent, ".pt2") as pt2_tmp,
+    ):
+        save_torchscript(scripted, ts_tmp, metadata)
+        if program is not None:
+            save_program(program, pt2_tmp, metadata)
+        try:
+            parity = check_parity(
+                module,
+                info.hu_window,
+                ts_tmp,
+                pt2_tmp if program is not None else None,
+                batch,
+                tolerance,
+            )
+        except RuntimeError as error:
+            raise ExportError(f"output_path={output}: parity check failed: {error}") from None
+        if not parity.torchscript_ok:
+            raise ExportError(
+                f"output_path={output}: parity check failed: the TorchScript model reloaded in a "
+                "fresh process differs from the checkpoint by "
+                f"{parity.torchscript_max_abs_diff:.3g} (max absolute difference of "
+                f"probabilities on {parity.num_patches} patches; "
+                f"tolerance {tolerance:g}); nothing was written"
+            )
+        if program is not None and not parity.torch_export_ok:
+            notes.append(
+                f"no .pt2: the torch.export program differs from the checkpoint by "
+                f"{parity.torch_export_max_abs_diff:.3g} (> {tolerance:g})"
+            )
+            program = program_path = None
+        metadata["export"]["parity"] = parity.as_metadata()
+        if program_path is not None:
+            metadata["export"]["torch_export"] = {"file": program_path.name}
+        else:
+            reason = next((n for n in notes if n.startswith("no .pt2")), "torch_export=false")
+            metadata["export"]["torch_export"] = {"file": None, "reason": reason}
+            if output.with_suffix(".pt2").exists():
+                notes.append(
+                    f"{output.with_suffix('.pt2')} is left from an earlier export and "
+                    "does not match this model"
+                )
+        # Same model, final metadata: rewrite, then rename over the outputs.
+        save_torchscript(scripted, ts_tmp, metadata)
+        os.replace(ts_tmp, output)
+        if program is not None and program_path is not None:
+            save_program(program, pt2_tmp, metadata)
+            os.replace(pt2_tmp, program_path)
+    outcome = log_export(output, program_path, metadata, mlflow or MlflowOptions(enabled=False))
+    return ExportResult(output, program_path, parity, metadata, outcome, notes)

@@ -1,0 +1,100 @@
+"""Load an exported model (TorchScript ``.ts`` or ``torch.export`` ``.pt2``) with its metadata.
+
+Both formats take float32 ``[N, 1, X, Y, Z]`` raw HU (RAS, the model's spacing) and return ``[N]``
+malignancy probabilities; the HU window and the sigmoid are inside the model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from calcinet.inference.metadata import METADATA_FILE, MetadataError, ModelInfo, parse_metadata
+
+
+class ModelLoadError(ValueError):
+    """The model file is missing, unreadable, or not a calcinet export; the message names it."""
+
+
+@dataclass
+class ExportedModel:
+    """A loaded model and its metadata; call it on HU patches ``[N, 1, X, Y, Z]``."""
+
+    path: Path
+    info: ModelInfo
+    module: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    optimized: bool = False
+
+    @torch.inference_mode()
+    def __call__(self, hu: torch.Tensor) -> torch.Tensor:
+        """Malignancy probabilities ``[N]`` (CPU) of float32 HU patches ``[N, 1, X, Y, Z]``."""
+        return self.module(hu.to(self.device, torch.float32)).float().cpu()
+
+
+@contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Silence TorchScript's deprecation notices (calcinet ships TorchScript on purpose)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", message=".*TorchScript.*")
+        yield
+
+
+def _optimize(module: torch.jit.ScriptModule, path: Path) -> tuple[torch.jit.ScriptModule, bool]:
+    """Freeze + CPU-specific passes at load time (not serialisable, hence not done at export)."""
+    try:
+        with quiet_torchscript():
+            return torch.jit.optimize_for_inference(module.eval()), True
+    except Exception as error:  # an optimisation pass may refuse a graph; run it unoptimised
+        warnings.warn(
+            f"{path}: torch.jit.optimize_for_inference failed ({error}); running the "
+            "model as saved",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return module, False
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", optimize: bool = True
+) -> ExportedModel:
+    """Load ``path`` (``.pt2`` by suffix, else TorchScript) and parse its ``metadata.json``.
+
+    ``optimize`` runs ``torch.jit.optimize_for_inference`` on a TorchScript model on the CPU,
+    which folds batch norm into convolutions and picks CPU kernels for this machine.
+    """
+    path = Path(path)
+    device = torch.device(device)
+    if not path.is_file():
+        raise ModelLoadError(
+            f"--model {path}: no such file; expected a .ts or .pt2 file written by calcinet-export"
+        )
+    extra = {METADATA_FILE: ""}
+    try:
+        with quiet_torchscript():
+            if path.suffix == ".pt2":
+                program = torch.export.load(path, extra_files=extra)
+                module = program.module().to(device)
+            else:
+                module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # torch raises RuntimeError, ValueError, zipfile errors ...
+        raise ModelLoadError(
+            f"--model {path}: cannot be loaded as a "
+            f"{'torch.export program' if path.suffix == '.pt2' else 'TorchScript model'}"
+            f" ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    try:
+        info = parse_metadata(extra[METADATA_FILE], str(path))
+    except MetadataError as error:
+        raise ModelLoadError(str(error)) from None
+    optimized = False
+    if optimize and device.type == "cpu" and isinstance(module, torch.jit.ScriptModule):
+        module, optimized = _optimize(module, path)
+    return ExportedModel(path, info, module, device, optimized)

@@ -1,0 +1,92 @@
+"""Cutting the model's patch: exact copies on the model's grid, RAS, resampling, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, Orientation, ResizeWithPadOrCrop, Spacing
+
+from calcinet.inference.patches import PatchError, cut_patch
+from calcinet.inference.readers import Volume
+from tests.inference.files import phantom_volume
+
+
+def _volume(shape, spacing=(1.5, 1.5, 1.5), origin=(0.0, 0.0, 0.0), flip=(1, 1, 1)) -> Volume:
+    affine = np.diag([*(s * f for s, f in zip(spacing, flip, strict=True)), 1.0])
+    affine[:3, 3] = origin
+    return Volume(phantom_volume(shape), affine)
+
+
+@pytest.mark.parametrize("size", [(8, 8, 8), (7, 6, 5)])
+def test_centre_in_voxels_or_world_copies_the_voxels(size) -> None:
+    volume = _volume((20, 18, 16), origin=(-12.0, 30.0, 4.5))
+    center = (9, 7, 8)
+    start = [c - s // 2 for c, s in zip(center, size, strict=True)]  # MONAI SpatialCrop
+    expected = volume.array[
+        start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]
+    ]
+    by_voxel = cut_patch(volume, size, (1.5, 1.5, 1.5), center, "voxel")
+    world = (volume.affine @ np.array([*center, 1.0]))[:3]
+    by_world = cut_patch(volume, size, (1.5, 1.5, 1.5), world, "world")
+    lps = world * np.array([-1, -1, 1])
+    by_lps = cut_patch(volume, size, (1.5, 1.5, 1.5), lps, "lps")
+    assert by_voxel.shape == (1, *size)
+    assert torch.equal(by_voxel[0], torch.from_numpy(expected))
+    assert torch.equal(by_world, by_voxel) and torch.equal(by_lps, by_voxel)
+
+
+def test_patch_leaving_the_scan_is_padded_with_air() -> None:
+    volume = _volume((10, 10, 10))
+    patch = cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (1, 5, 5), "voxel", pad_value=-1000.0)
+    assert torch.equal(patch[0, 3:], torch.from_numpy(volume.array[:5, 1:9, 1:9]))
+    assert (patch[0, :3] == -1000.0).all()
+
+
+def test_non_ras_volume_is_reoriented() -> None:
+    ras = _volume((12, 10, 8))
+    # The same voxels stored with x and y reversed (LPS-like axes): same world, same patch.
+    las_array = ras.array[::-1, ::-1, :].copy()
+    las_affine = ras.affine @ np.array([[-1, 0, 0, 11], [0, -1, 0, 9], [0, 0, 1, 0], [0, 0, 0, 1]])
+    las = Volume(las_array, las_affine)
+    center_world = (ras.affine @ np.array([5, 4, 4, 1.0]))[:3]
+    expected = cut_patch(ras, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world")
+    assert torch.equal(cut_patch(las, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world"), expected)
+
+
+def test_resampling_is_trilinear() -> None:
+    # A linear ramp is reproduced exactly by linear interpolation.
+    i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in (30, 30, 30)), indexing="ij")
+    ramp = Volume((3 * i + 2 * j - k).astype(np.float32), np.diag([0.75, 0.75, 0.75, 1.0]))
+    patch = cut_patch(ramp, (6, 6, 6), (1.5, 1.5, 1.5), (15, 15, 15), "voxel")[0].numpy()
+    # Grid voxel q of the 1.5 mm grid is source voxel 2q; the centre rounds to grid voxel 8 (7.5).
+    q = np.arange(6) + 8 - 3
+    expected = 3 * 2 * q[:, None, None] + 2 * 2 * q[None, :, None] - 2 * q[None, None, :]
+    np.testing.assert_allclose(patch, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(10, 9, 8), (5, 7, 6)])
+def test_no_centre_is_monais_centre_crop_or_pad(shape) -> None:
+    volume = _volume(shape, flip=(-1, 1, 1))  # not RAS: Orientation must flip x
+    size = (7, 8, 6)
+    chain = Compose(
+        [
+            Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacing(pixdim=(1.5, 1.5, 1.5), mode="bilinear"),
+            ResizeWithPadOrCrop(size, mode="constant", value=-1000.0),
+        ]
+    )
+    image = MetaTensor(torch.from_numpy(volume.array)[None], affine=torch.from_numpy(volume.affine))
+    expected = torch.as_tensor(chain(image)).float()
+    assert torch.equal(cut_patch(volume, size, (1.5, 1.5, 1.5), pad_value=-1000.0), expected)
+
+
+def test_centre_outside_the_image_is_refused() -> None:
+    volume = _volume((10, 10, 10))
+    with pytest.raises(
+        PatchError,
+        match=r"center \[50.0, 5.0, 5.0\] \(voxel\) lies outside the "
+        r"image",
+    ):
+        cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (50, 5, 5), "voxel")

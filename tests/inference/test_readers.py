@@ -1,0 +1,77 @@
+"""Readers: HU values and voxel-to-RAS affines from NIfTI, NRRD, NumPy and DICOM series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calcinet.inference.readers import ReadError, read_volume
+from tests.inference.files import (
+    phantom_volume,
+    write_dicom_series,
+    write_nifti,
+    write_nrrd_lps,
+)
+
+SHAPE = (6, 5, 4)
+
+
+def test_nifti_keeps_values_and_affine(tmp_path: Path) -> None:
+    hu = phantom_volume(SHAPE)
+    affine = np.diag([0.7, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [10, -20, 30]
+    volume = read_volume(write_nifti(tmp_path / "a.nii.gz", hu, affine))
+    np.testing.assert_array_equal(volume.array, hu)
+    np.testing.assert_allclose(volume.affine, affine)
+
+
+def test_nrrd_lps_becomes_ras(tmp_path: Path) -> None:
+    hu = phantom_volume(SHAPE)
+    volume = read_volume(write_nrrd_lps(tmp_path / "a.nrrd", hu, (0.7, 0.8, 2.0), (5, 6, 7)))
+    np.testing.assert_array_equal(volume.array, hu)
+    expected = np.diag([-0.7, -0.8, 2.0, 1.0])
+    expected[:3, 3] = [-5, -6, 7]
+    np.testing.assert_allclose(volume.affine, expected)
+
+
+def test_numpy_uses_the_given_spacing(tmp_path: Path) -> None:
+    hu = phantom_volume(SHAPE)
+    np.save(tmp_path / "a.npy", hu)
+    volume = read_volume(tmp_path / "a.npy", (0.5, 0.6, 3.0))
+    np.testing.assert_array_equal(volume.array, hu)
+    np.testing.assert_allclose(volume.affine, np.diag([0.5, 0.6, 3.0, 1.0]))
+
+
+def test_dicom_series_is_sorted_rescaled_and_in_ras(tmp_path: Path) -> None:
+    hu = phantom_volume(SHAPE)
+    folder = write_dicom_series(tmp_path / "series", hu, (0.7, 0.8, 2.0), (5.0, 6.0, 7.0))
+    (folder / "notes.txt").write_text("not DICOM")
+    volume = read_volume(folder)
+    np.testing.assert_array_equal(volume.array, hu)  # slope 2, intercept -1024 undone
+    expected = np.diag([-0.7, -0.8, 2.0, 1.0])  # LPS -> RAS
+    expected[:3, 3] = [-5.0, -6.0, 7.0]
+    np.testing.assert_allclose(volume.affine, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("broken.nii.gz", b"\x1f\x8b not really gzip", "cannot be read"),
+        ("flat.npy", None, "image of shape [4, 4]; expected a 3D volume"),
+        ("scan.mha", b"", "unknown file type"),
+        ("gone.nii", "missing", "no such file"),
+    ],
+)
+def test_unreadable_inputs_are_named(tmp_path: Path, name: str, content, reason: str) -> None:
+    path = tmp_path / name
+    if content == "missing":
+        pass
+    elif content is None:
+        np.save(path, np.zeros((4, 4)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ReadError, match=f"^{path}: ") as caught:
+        read_volume(path)
+    assert reason in str(caught.value)
