@@ -118,6 +118,19 @@ def test_default_output_is_beside_the_checkpoint(tiny_checkpoint: Path, tmp_path
     assert copy.read_bytes() == tiny_checkpoint.read_bytes()
 
 
+def test_a_run_folder_exports_its_best_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("epoch=000-val_auroc=0.5000.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(tiny_checkpoint.read_bytes())
+    result = export_checkpoint(run, torch_export=False)
+    assert result.torchscript == run / "checkpoints" / "epoch=000-val_auroc=0.5000.ts"
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    with pytest.raises(ExportError, match=r"no \*.ckpt file in .*; expected a .ckpt file or a"):
+        export_checkpoint(empty, torch_export=False)
+
+
 def test_bad_inputs_name_the_path(tiny_checkpoint: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(ExportError, match=f"ckpt_path={missing}: no such file; expected a .ckpt"):

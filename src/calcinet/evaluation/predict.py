@@ -25,6 +25,7 @@ from torch import nn
 
 from calcinet import CLASS_NAMES
 from calcinet.evaluation import EvaluationError
+from calcinet.training.checkpoints import find_checkpoint as find_run_checkpoint
 
 #: Every combination of flips along the three spatial axes of ``[N, 1, X, Y, Z]`` (8 views,
 #: the identity first): the test-time augmentation.
@@ -77,26 +78,11 @@ def file_sha256(path: Path) -> str:
 
 
 def find_checkpoint(path: Path) -> Path:
-    """``path`` itself when it is a file; for a training run folder (or its ``checkpoints/``),
-    the best checkpoint in it: the one with the highest stored ``val/auroc``, ``last.ckpt``
-    only when there is no other."""
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise EvaluationError(f"ckpt_path={str(path)!r}: no such file or folder")
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    candidates = sorted(p for p in folder.glob("*.ckpt") if p.name != "last.ckpt")
-    if not candidates:
-        if (folder / "last.ckpt").is_file():
-            return folder / "last.ckpt"
-        raise EvaluationError(f"ckpt_path={str(path)!r}: no *.ckpt file in {folder}")
-
-    def score(candidate: Path) -> float:
-        info = torch.load(candidate, map_location="cpu", weights_only=False).get("calcinet", {})
-        value = (info.get("val_metrics") or {}).get("val/auroc")
-        return float(value) if value is not None else float("-inf")
-
-    return max(candidates, key=score) if len(candidates) > 1 else candidates[0]
+    """The checkpoint ``path`` names (a file, or the best one of a training run folder)."""
+    try:
+        return find_run_checkpoint(path)
+    except FileNotFoundError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def load_checkpoint(path: Path, device: torch.device) -> LoadedModel:

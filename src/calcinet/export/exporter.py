@@ -19,6 +19,7 @@ from calcinet.export.parity import ParityResult, check_batch, check_parity
 from calcinet.export.torch_export import ProgramExportError, export_program, save_program
 from calcinet.export.torchscript import save_torchscript, temporary_path, to_torchscript
 from calcinet.export.wrapper import HUClassifier
+from calcinet.training.checkpoints import find_checkpoint
 
 
 @dataclass
@@ -70,8 +71,15 @@ def export_checkpoint(
     seed: int = 0,
     mlflow: MlflowOptions | None = None,
 ) -> ExportResult:
-    """Export ``ckpt_path``; returns an :class:`ExportResult` or raises :class:`ExportError`."""
+    """Export ``ckpt_path`` (a checkpoint, or a training run folder: its best checkpoint);
+    returns an :class:`ExportResult` or raises :class:`ExportError`."""
     ckpt_path = Path(ckpt_path)
+    if ckpt_path.is_dir():
+        try:
+            ckpt_path = find_checkpoint(ckpt_path)
+        except FileNotFoundError as error:
+            raise ExportError(f"{error}; expected a .ckpt file or a calcinet-train run folder"
+                              ) from None
     output = Path(output_path) if output_path else default_output(ckpt_path)
     if output.suffix == ".pt2":
         raise ExportError(
