@@ -15,6 +15,7 @@ from tests.helpers import compose_config
 CONF = Path(CONFIG_DIR)
 GROUPS = [
     "data", "model", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug",
+    "hparams_search",
 ]
 
 

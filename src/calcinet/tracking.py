@@ -8,9 +8,14 @@ file store, which is Lightning's default, so a URI is always given explicitly.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +23,24 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DB = "mlflow.db"
+ON_UNREACHABLE = ("fail", "local")
+#: The file in a run folder that names its MLflow run, so ``resume=true`` continues that run.
+RUN_ID_FILE = "mlflow_run_id.txt"
+#: Tag of a sweep's (or cross-validation's) parent run: the folder that groups its trials.
+PARENT_KEY_TAG = "calcinet.parent_key"
+
+# MLflow retries a failed HTTP call 7 times with exponential back-off (minutes in all); a server
+# that went away mid-run should cost seconds, so unless the user chose otherwise retry briefly.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+class TrackingUnreachableError(RuntimeError):
+    """The MLflow tracking server does not answer; the message names its URI."""
 
 
 def resolve_tracking_uri(configured: str | None = None, root_dir: str | Path = ".") -> str:
@@ -46,6 +68,104 @@ def git_commit(folder: str | Path = ".") -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def server_reachable(uri: str, timeout: float = 5.0, attempts: int = 3) -> bool:
+    """Whether an ``http(s)://`` tracking server answers ``GET /health`` (a few short tries)."""
+    url = uri.rstrip("/") + "/health"
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    return False
+
+
+def checked_tracking_uri(
+    tracking_uri: str | None = None, root_dir: str | Path = ".", on_unreachable: str = "fail"
+) -> str:
+    """The resolved URI, after checking that a remote server answers.
+
+    ``on_unreachable="fail"`` raises :class:`TrackingUnreachableError` naming the URI;
+    ``"local"`` falls back to ``sqlite:///<root_dir>/mlflow.db`` and says so.
+    """
+    if on_unreachable not in ON_UNREACHABLE:
+        raise ValueError(f"logger.mlflow.on_unreachable={on_unreachable!r}: expected one of "
+                          f"{', '.join(ON_UNREACHABLE)}")
+    uri = resolve_tracking_uri(tracking_uri, root_dir)
+    if not uri.startswith(("http://", "https://")) or server_reachable(uri):
+        return uri
+    if on_unreachable == "fail":
+        raise TrackingUnreachableError(
+            f"MLflow tracking server {uri} does not answer (GET {uri.rstrip('/')}/health); start "
+            "it, fix MLFLOW_TRACKING_URI / logger.mlflow.tracking_uri, or add "
+            "logger.mlflow.on_unreachable=local to log to the local store instead")
+    local = f"sqlite:///{(Path(root_dir) / DEFAULT_DB).resolve()}"
+    message = (f"MLflow tracking server {uri} does not answer; logging to the local store {local} "
+               "instead (logger.mlflow.on_unreachable=local)")
+    log.warning(message)
+    print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+    return local
+
+
+def _define_resilient_logger() -> type:
+    """Build :class:`ResilientMLFlowLogger` on first use, so importing this module stays free
+    of Lightning (the evaluation maths and exported-model code import the URI rules)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class ResilientMLFlowLogger(MLFlowLogger):
+        """Lightning's MLflow logger whose calls after the run started warn instead of raising.
+
+        After the first MLflow error (e.g. the server went away) logging stops with one warning,
+        and training, checkpoints and the run folder carry on.
+        """
+
+        failed = False
+
+        def guarded(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+            """``call(*args, **kwargs)``, or None with a warning once MLflow has failed."""
+            if self.failed:
+                return None
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any tracking error must not stop training
+                self.failed = True
+                message = (f"MLflow logging to {self._tracking_uri} failed while {what} "
+                           f"({type(error).__name__}: {str(error)[:300]}); training continues "
+                           "and checkpoints are still written to the run folder, but nothing "
+                           "more is logged to MLflow for this run")
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+                return None
+
+        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+            self.guarded("logging metrics", super().log_metrics, metrics, step)
+
+        def log_hyperparams(self, params: Any) -> None:
+            self.guarded("logging parameters", super().log_hyperparams, params)
+
+        def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+            self.guarded("logging a checkpoint", super().after_save_checkpoint, checkpoint_callback)
+
+        def finalize(self, status: str = "success") -> None:
+            self.guarded("closing the run", super().finalize, status)
+
+    ResilientMLFlowLogger.__module__ = __name__
+    ResilientMLFlowLogger.__qualname__ = "ResilientMLFlowLogger"
+    return ResilientMLFlowLogger
+
+
+def __getattr__(name: str) -> Any:
+    # Module attribute on demand: pickling (DDP spawn) finds the class as
+    # calcinet.tracking.ResilientMLFlowLogger.
+    if name == "ResilientMLFlowLogger":
+        cls = globals()[name] = _define_resilient_logger()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_mlflow_logger(
     experiment_name: str = "calcinet",
     run_name: str | None = None,
@@ -53,25 +173,43 @@ def build_mlflow_logger(
     root_dir: str | Path = ".",
     artifact_location: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    on_unreachable: str = "fail",
+    run_id: str | None = None,
 ) -> MLFlowLogger:
-    """Lightning's MLflow logger pointed at the resolved store.
+    """Lightning's MLflow logger pointed at the resolved (and, if remote, checked) store.
 
     ``artifact_location`` applies to a local store only (a server decides for itself).
+    ``run_id`` continues an existing run (``resume=true``). Errors after the start become
+    warnings (see ``ResilientMLFlowLogger``).
     """
-    from lightning.pytorch.loggers import MLFlowLogger  # here, so the URI rules load fast
-
-    uri = resolve_tracking_uri(tracking_uri, root_dir)
+    uri = checked_tracking_uri(tracking_uri, root_dir, on_unreachable)
     location = None
     if not is_remote(uri):
         location = str(Path(artifact_location or Path(root_dir) / "mlartifacts").resolve())
-    return MLFlowLogger(
+    return __getattr__("ResilientMLFlowLogger")(
         experiment_name=experiment_name,
         run_name=run_name,
         tracking_uri=uri,
         artifact_location=location,
         tags=dict(tags or {}),
         log_model=False,
+        run_id=run_id,
     )
+
+
+def parent_run(client: Any, experiment_id: str, key: str, name: str) -> str:
+    """The id of the parent run tagged ``calcinet.parent_key=key``, created on first use.
+
+    Sweep trials and cross-validation folds find their parent by this key (the sweep folder),
+    so the parent is created once per sweep however many trials there are.
+    """
+    quoted = key.replace("'", "\\'")
+    found = client.search_runs([experiment_id], f"tags.`{PARENT_KEY_TAG}` = '{quoted}'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, tags={PARENT_KEY_TAG: key, "mlflow.runName": name})
+    return run.info.run_id
 
 
 def ui_command(uri: str) -> str:
@@ -89,3 +227,14 @@ def ui_command(uri: str) -> str:
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     base = uri.rstrip("/") if is_remote(uri) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def report_to_parent(client: Any, parent_id: str, run_id: str, score: float,
+                     output_dir: str) -> None:
+    """Keep the best child so far on the parent run (metric ``best/val_auroc`` and tags)."""
+    best = client.get_run(parent_id).data.metrics.get("best/val_auroc")
+    client.log_metric(parent_id, "trials/val_auroc", score)
+    if best is None or score > best:
+        client.log_metric(parent_id, "best/val_auroc", score)
+        client.set_tag(parent_id, "calcinet.best_run_id", run_id)
+        client.set_tag(parent_id, "calcinet.best_output_dir", output_dir)

@@ -60,6 +60,7 @@ def test_training_from_a_manifest_end_to_end(tmp_path: Path) -> None:
     result = run_cli(
         ["calcinet-train", "data=manifest", f"data.manifest={manifest}", "debug=smoke",
          "data.patch_size=[24,24,24]", "data.spacing=[1.5,1.5,1.5]", "data.val_fraction=0.2",
+         "model.network.channels=[8,16]",
          "data.test_fraction=0.2", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri},
     )
@@ -90,7 +91,8 @@ def test_bad_manifest_is_reported_whole_by_the_entry_point(tmp_path: Path) -> No
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     common = ["calcinet-train", "data=manifest", f"data.manifest={manifest}",
-              "data.patch_size=[16,16,16]", f"hydra.run.dir={tmp_path / 'run'}"]
+              "data.patch_size=[16,16,16]", "model.network.channels=[8,16]",
+              f"hydra.run.dir={tmp_path / 'run'}"]
 
     checked = run_cli([*common, "data.validate_only=true"], cwd=tmp_path, env=env)
     assert checked.returncode == 1, checked.stderr[-2000:]

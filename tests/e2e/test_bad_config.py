@@ -17,7 +17,7 @@ from tests.helpers import compose_config, run_cli
         ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a positive integer"),
         ("data.batch_size=0", "data.batch_size=0: expected a positive integer"),
         ("data.patch_size=[8,8,8]", "data.patch_size=[8, 8, 8]: too small for network 'compact'; "
-                                    "expected every side >= 16 voxels"),
+                                    "expected every side >= 32 voxels"),
         ("data.patch_size=[48,48]", "data.patch_size=[48, 48]: expected three positive integers"),
         ("data.spacing=[1,1,-1]", "data.spacing=[1, 1, -1]: expected three positive numbers"),
         ("data.hu_window=[500,100]", "data.hu_window=[500, 100]: expected [low, high] in HU"),

@@ -10,7 +10,6 @@ from calcinet.export import export_checkpoint
 from calcinet.models.networks import available_networks, min_patch_size
 from tests.helpers import quick_checkpoint
 
-
 # torch.export takes 10-25 s per large network on two CPU cores; it is exercised on one network of
 # each family (the TorchScript file, with its fresh-process parity check, on every network).
 WITH_PROGRAM = {"compact", "resnet10", "r3d_18", "resnet18_2p5d"}

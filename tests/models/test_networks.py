@@ -36,7 +36,7 @@ def test_compact_is_small_and_its_minimum_follows_its_shape() -> None:
     net = build_network("compact")
     params = sum(p.numel() for p in net.parameters())
     assert 500_000 < params < 1_500_000
-    assert min_patch_size("compact") == 16
+    assert min_patch_size("compact") == 32
     assert min_patch_size("compact", stem_stride=1, channels=[8, 16]) == 4
 
 

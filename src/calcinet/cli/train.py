@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.config import ConfigError
 from calcinet.data.validation import DataValidationError
+from calcinet.tracking import TrackingUnreachableError
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -18,11 +19,12 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = train(cfg)
-    except ConfigError as error:
+    except (ConfigError, TrackingUnreachableError) as error:
         fail(error)
     except InstantiationException as error:
-        # A manifest with problems: print its whole report, not Hydra's one-line repr.
-        if isinstance(error.__cause__, DataValidationError):
+        # A manifest with problems or a tracking server that does not answer: print the
+        # message itself, not Hydra's one-line repr.
+        if isinstance(error.__cause__, DataValidationError | TrackingUnreachableError):
             fail(error.__cause__)
         raise
     return metrics.get("best/val_auroc", metrics.get("val/auroc"))

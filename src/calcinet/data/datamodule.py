@@ -11,10 +11,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset, partition_dataset
 from monai.data.utils import json_hashing
 from torch.utils.data import WeightedRandomSampler
 
+from calcinet.data.splits import kfold_patient_split
 from calcinet.data.transforms import build_transforms
 
 CACHE_MODES = ("none", "memory", "disk")
@@ -38,6 +39,17 @@ class CalciDataModule(L.LightningDataModule):
         pin_memory: pin host memory for faster copies to a GPU.
         balanced_sampler: draw training samples with replacement, weighted so that both classes
             are equally likely in every batch (instead of shuffling).
+        num_folds, fold: k-fold cross-validation by patient: the source's train and val
+            findings are pooled and split into ``num_folds`` patient-disjoint, class-stratified
+            folds; fold ``fold`` validates and the others train (test is unchanged). The patient
+            is ``record["patient_id"]``, else ``record["id"]`` (synthetic: one sample, one
+            patient). None: the source's own split.
+        fold_seed: the seed of the fold assignment.
+
+    Under multi-process training (DDP) every rank builds (and caches) only its own share of
+    each split: training records are partitioned evenly per rank and reshuffled within it, so
+    ``Trainer(use_distributed_sampler=False)`` is expected (``trainer=ddp`` sets it); metrics are
+    synchronised across ranks by torchmetrics, so they cover the whole split.
         **source_keys: options a data config exposes as ``data.<key>`` for the command line
             (``data.manifest=...``, ``data.on_error=skip``) and hands to its source by
             interpolation (``${data.manifest}``); the DataModule only keeps them for reference.
@@ -58,9 +70,24 @@ class CalciDataModule(L.LightningDataModule):
         augment: Mapping[str, float] | None = None,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
+        num_folds: int | None = None,
+        fold: int | None = None,
+        fold_seed: int = 0,
         **source_keys: Any,
     ) -> None:
         super().__init__()
+        if num_folds is not None:
+            if not isinstance(num_folds, int) or num_folds < 2:
+                raise ValueError(f"data.num_folds={num_folds!r}: expected an integer >= 2 "
+                                 "(or null for the source's own split)")
+            if not isinstance(fold, int) or not 0 <= fold < num_folds:
+                raise ValueError(f"data.fold={fold!r}: expected an integer in 0..{num_folds - 1} "
+                                 f"with data.num_folds={num_folds}")
+        elif fold is not None:
+            raise ValueError(f"data.fold={fold!r} needs data.num_folds (the number of folds)")
+        self.num_folds = num_folds
+        self.fold = fold
+        self.fold_seed = int(fold_seed)
         if cache not in CACHE_MODES:
             raise ValueError(f"data.cache={cache!r}: expected one of {', '.join(CACHE_MODES)}")
         if cache == "disk" and not cache_dir:
@@ -80,9 +107,35 @@ class CalciDataModule(L.LightningDataModule):
         self.source_keys = source_keys
         self.datasets: dict[str, Dataset] = {}
 
+    def records(self, split: str) -> list[dict[str, Any]]:
+        """The records of ``split``: the source's, or this fold's under k-fold (``num_folds``)."""
+        if self.num_folds is None or split == "test":
+            return self.source.records(split)
+        pool = self.source.records("train") + self.source.records("val")
+        folds = kfold_patient_split([int(r["label"]) for r in pool],
+                                    [r.get("patient_id", r["id"]) for r in pool],
+                                    self.num_folds, self.fold_seed)
+        return [r for r, f in zip(pool, folds, strict=True) if (f == self.fold) == (split == "val")]
+
+    def rank_records(self, split: str) -> list[dict[str, Any]]:
+        """This process's share of ``split`` under DDP (all of it in a single process).
+
+        Training shares are equal in size (a few records repeat) so every rank runs the same
+        number of steps; evaluation shares are disjoint so synchronised metrics count each
+        record once.
+        """
+        records = self.records(split)
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        if world <= 1:
+            return records
+        train = split == "train"
+        return partition_dataset(records, num_partitions=world, shuffle=train,
+                                 seed=self.fold_seed, even_divisible=train)[trainer.global_rank]
+
     def class_counts(self, split: str) -> dict[int, int]:
         """``{0: benign count, 1: malignant count}`` of a split, without loading any image."""
-        counts = Counter(int(r["label"]) for r in self.source.records(split))
+        counts = Counter(int(r["label"]) for r in self.records(split))
         return {0: counts.get(0, 0), 1: counts.get(1, 0)}
 
     def transforms(self, split: str):
@@ -93,7 +146,7 @@ class CalciDataModule(L.LightningDataModule):
         )
 
     def _dataset(self, split: str) -> Dataset:
-        records = self.source.records(split)
+        records = self.rank_records(split)
         transform = self.transforms(split)
         if self.cache == "memory":
             return CacheDataset(records, transform, num_workers=self.cache_workers,
@@ -119,8 +172,8 @@ class CalciDataModule(L.LightningDataModule):
 
     def balanced_sampler_for(self, split: str) -> WeightedRandomSampler:
         """A sampler giving each class half of the draws (weights 1 / class count)."""
-        labels = [int(r["label"]) for r in self.source.records(split)]
-        counts = self.class_counts(split)
+        labels = [int(r["label"]) for r in self.rank_records(split)]
+        counts = Counter(labels)
         weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
         return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
 

@@ -77,3 +77,36 @@ def first_keeping_ratio(labels: Sequence[int], limit: int | None) -> list[int]:
         ranked.append(((seen[label] + 0.5) / totals[label], i))
         seen[label] += 1
     return sorted(i for _, i in sorted(ranked)[: max(0, int(limit))])
+
+
+def kfold_patient_split(
+    labels: Sequence[int], patients: Sequence[Hashable], num_folds: int, seed: int = 0
+) -> list[int]:
+    """The fold (``0 .. num_folds - 1``) of each finding, by patient and stratified by label.
+
+    Within each stratum (patients with / without a malignant finding) patients are taken in the
+    order of a hash of ``(seed, patient)`` and each goes to the fold with the fewest findings of
+    that stratum so far, so folds are balanced in size and class ratio and never share a patient.
+    """
+    if len(labels) != len(patients):
+        raise ValueError(f"{len(labels)} labels but {len(patients)} patients: expected one each")
+    if not isinstance(num_folds, int) or num_folds < 2:
+        raise ValueError(f"data.num_folds={num_folds!r}: expected an integer >= 2")
+    patient_label: dict[Hashable, int] = {}
+    findings: dict[Hashable, int] = {}
+    for label, patient in zip(labels, patients, strict=True):
+        patient_label[patient] = max(patient_label.get(patient, 0), int(label))
+        findings[patient] = findings.get(patient, 0) + 1
+    if len(patient_label) < num_folds:
+        raise ValueError(f"data.num_folds={num_folds}: only {len(patient_label)} patients; "
+                         "expected at least one patient per fold")
+    assigned: dict[Hashable, int] = {}
+    for stratum in (0, 1):
+        members = sorted((p for p, lab in patient_label.items() if lab == stratum),
+                         key=lambda p: _order(seed, p))
+        filled = [0] * num_folds
+        for patient in members:
+            fold = min(range(num_folds), key=lambda f: (filled[f], f))
+            assigned[patient] = fold
+            filled[fold] += findings[patient]
+    return [assigned[p] for p in patients]

@@ -30,7 +30,7 @@ class CompactCNN(nn.Module):
     def __init__(
         self,
         in_channels: int = 1,
-        channels: Sequence[int] = (32, 64, 128),
+        channels: Sequence[int] = (16, 32, 64, 128),
         stem_stride: int = 2,
         convs_per_stage: int = 2,
         dropout: float = 0.2,
@@ -59,7 +59,7 @@ class CompactCNN(nn.Module):
         self.classifier = nn.Linear(previous, 1)
 
     @staticmethod
-    def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (32, 64, 128)) -> int:
+    def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (16, 32, 64, 128)) -> int:
         """Smallest cube side that still leaves one voxel after the stem and every pooling."""
         return int(stem_stride) * 2 ** len(channels)
 

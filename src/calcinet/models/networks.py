@@ -95,8 +95,8 @@ def _with_weights(model: nn.Module, weights: str | None) -> nn.Module:
 @register_network(
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
-    min_patch_size=lambda stem_stride=2, channels=(32, 64, 128), **_: CompactCNN.min_patch_size(
-        stem_stride, channels
+    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), **_: (
+        CompactCNN.min_patch_size(stem_stride, channels)
     ),
 )
 def _compact(weights: str | None = None, **kwargs: Any) -> nn.Module:

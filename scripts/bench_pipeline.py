@@ -1,0 +1,138 @@
+"""How close the training pipeline gets to pure compute.
+
+    python scripts/bench_pipeline.py [--epochs 4] [--num-train 256] [hydra overrides ...]
+
+End to end: the real ``train.yaml`` DataModule, LightningModule, callbacks and MLflow logging
+(a throw-away SQLite store), timed per training epoch (validation excluded) after the first.
+Pure compute: the same model, optimiser and batch size on batches already in memory.
+Prints the median samples/s of both and their ratio for each setting (target >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from calcinet.cli import CONFIG_DIR
+
+SETTINGS = {
+    "workers=0 cache=memory": ["data.num_workers=0", "data.cache=memory"],
+    "workers=1 cache=memory": ["data.num_workers=1", "data.cache=memory"],
+    "workers=2 cache=memory": ["data.num_workers=2", "data.cache=memory"],
+    "workers=0 cache=none": ["data.num_workers=0", "data.cache=none"],
+}
+
+
+class EpochTimer(L.Callback):
+    """Wall time of every training epoch (batches, optimiser, logging; no validation)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.samples: list[int] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start, self.count = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.count += len(batch["label"])
+        self.last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.times.append(self.last - self.start)
+        self.samples.append(self.count)
+
+
+def _config(overrides: list[str], run_dir: Path):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run_dir}"],
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def end_to_end(cfg, epochs: int) -> tuple[float, torch.nn.Module, dict]:
+    """Median samples/s of training epochs 2.. through the real stack."""
+    from calcinet.training.run import _instantiate_all, _loss_options
+
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model, loss=_loss_options(cfg, datamodule))
+    timer = EpochTimer()
+    callbacks = [*_instantiate_all(cfg.callbacks), timer]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.logger),
+                          max_epochs=epochs, enable_progress_bar=False,
+                          enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    rates = [n / t for n, t in zip(timer.samples[1:], timer.times[1:], strict=True)]
+    batch = next(iter(datamodule.train_dataloader()))
+    return statistics.median(rates), module, batch
+
+
+def pure_compute(module: L.LightningModule, batch: dict, steps: int, repeats: int = 3) -> float:
+    """Median samples/s of forward + backward + AdamW on one batch already in memory."""
+    module.train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    image = torch.Tensor(batch["image"]).clone().contiguous()  # a plain tensor, no MetaTensor
+    label = batch["label"]
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = module._loss(module(image), label)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            optimizer.step()
+        rates.append(steps * len(label) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--num-train", type=int, default=256)
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS),
+                        help=f"which of: {', '.join(SETTINGS)}")
+    args, overrides = parser.parse_known_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        for name in args.settings:
+            cfg = _config([f"data.source.num_train={args.num_train}", "data.source.num_val=32",
+                           "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+                           *SETTINGS[name], *overrides], Path(tmp) / f"run{len(rows)}")
+            L.seed_everything(0, verbose=False)
+            e2e, module, batch = end_to_end(cfg, args.epochs)
+            steps = max(4, args.num_train // cfg.data.batch_size)
+            # The machine is shared: time compute twice more around a second end-to-end run
+            # and keep the medians of each.
+            compute_runs = [pure_compute(module, batch, steps)]
+            e2e_runs = [e2e, end_to_end(cfg, args.epochs)[0]]
+            compute_runs.append(pure_compute(module, batch, steps))
+            e2e, compute = statistics.median(e2e_runs), statistics.median(compute_runs)
+            rows.append((name, e2e, compute, e2e / compute))
+            print(f"{name}: end-to-end {e2e:.1f}/s, compute {compute:.1f}/s", file=sys.stderr)
+    print("| setting | end-to-end samples/s | pure compute samples/s | ratio |")
+    print("|---|---|---|---|")
+    for name, e2e, compute, ratio in rows:
+        print(f"| {name} | {e2e:.1f} | {compute:.1f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
