@@ -38,7 +38,6 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
 
 lock: $(UV)
 	$(UV) lock
