@@ -18,12 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from calcinet.cli import CONFIG_DIR
+from calcinet.config import compose
 from calcinet.models.networks import available_networks, build_network, min_patch_size
 from calcinet.training.run import train
 
@@ -64,7 +60,6 @@ def throughput(name: str, side: int, batch: int, repeats: int) -> tuple[float, f
 
 def budget_training(name: str, side: int, budget_s: float, work: Path, cache: Path) -> dict:
     """Train with the real code for ``budget_s`` seconds; return best AUROC, epochs, wall time."""
-    GlobalHydra.instance().clear()
     run_dir = work / name
     overrides = [
         f"model={name}", f"data.patch_size=[{side},{side},{side}]", "logger=none",
@@ -72,14 +67,7 @@ def budget_training(name: str, side: int, budget_s: float, work: Path, cache: Pa
         f"+trainer.max_time={{seconds: {int(budget_s)}}}", "callbacks.early_stopping=null",
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(work)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+    cfg = compose("train", overrides, run_dir)
     start = time.perf_counter()
     metrics = train(cfg)
     return {"auroc": metrics.get("best/val_auroc", float("nan")),

@@ -20,12 +20,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
-from calcinet.cli import CONFIG_DIR
+from calcinet.config import compose
 
 SETTINGS = {
     "workers=0 cache=memory": ["data.num_workers=0", "data.cache=memory"],
@@ -55,16 +52,7 @@ class EpochTimer(L.Callback):
 
 
 def _config(overrides: list[str], run_dir: Path):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run_dir}"],
-                      return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose("train", overrides, run_dir)
 
 
 def end_to_end(cfg, epochs: int) -> tuple[float, torch.nn.Module, dict]:

@@ -7,10 +7,11 @@ problem is one line naming the key, the value and what is expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from calcinet.models.networks import check_patch_size, network_entry
 from calcinet.training.module import LOSSES
@@ -85,3 +86,32 @@ def validate_train_config(cfg: DictConfig) -> None:
         check_patch_size(name, list(patch), **network)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def compose(name: str, overrides: Sequence[str] = (), run_dir: str | Path | None = None
+            ) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` from Python as its entry point would, for scripts and tests.
+
+    The ``${hydra:...}`` interpolations (run folder, working directory) resolve as in a real run
+    whose folder is ``run_dir`` (default: the current directory); the returned config has no
+    ``hydra`` node, like the one a Hydra main receives.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from calcinet.cli import CONFIG_DIR
+
+    run_dir = Path(run_dir) if run_dir is not None else Path.cwd()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name=name, overrides=[*overrides, f"hydra.run.dir={run_dir}"],
+                            return_hydra_config=True)
+    with open_dict(cfg):  # compose() leaves the runtime fields empty
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(run_dir.parent)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
