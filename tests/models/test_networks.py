@@ -57,9 +57,10 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 
 
 def test_too_small_patch_names_the_value_and_the_minimum() -> None:
-    with pytest.raises(ValueError, match=r"data.patch_size=\[8, 8, 8\].*>= 16"):
-        check_patch_size("compact", [8, 8, 8])
-    check_patch_size("compact", [16, 16, 16])
+    with pytest.raises(ValueError, match=r"data.patch_size=\[16, 16, 16\].*>= 32"):
+        check_patch_size("compact", [16, 16, 16])
+    check_patch_size("compact", [32, 32, 32])
+    check_patch_size("compact", [16, 16, 16], channels=[8, 16])
 
 
 def test_compact_learns_a_separable_toy_problem() -> None:
