@@ -23,22 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
+from calcinet.config import compose
 from calcinet.export.torch_export import export_program, save_program
 from calcinet.export.torchscript import save_torchscript, to_torchscript
 from calcinet.export.wrapper import HUClassifier
 from calcinet.inference.model import quiet_torchscript
 from calcinet.models.networks import build_network
 
-#: conf/model/compact.yaml and conf/data/synthetic.yaml defaults.
-COMPACT = {
-    "name": "compact",
-    "channels": [32, 64, 128],
-    "stem_stride": 2,
-    "convs_per_stage": 2,
-    "dropout": 0.2,
-}
-HU_WINDOW = (-200.0, 1800.0)
+#: The default recipe's network and HU window, read from the configs (no second copy).
+_DEFAULTS = compose("train")
+COMPACT = OmegaConf.to_container(_DEFAULTS.model.network, resolve=True)
+HU_WINDOW = tuple(_DEFAULTS.data.hu_window)
 
 
 def time_calls(
