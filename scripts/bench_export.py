@@ -1,14 +1,19 @@
 """Benchmark the exported formats on the CPU: eager vs TorchScript vs torch.export.
 
     python scripts/bench_export.py                    # compact CNN, 48^3, batches 1 and 32
-    python scripts/bench_export.py --patch-size 32 --batches 1 8 --repeats 20
+    python scripts/bench_export.py --patch-size 32 --batches 1 8 --rounds 20
 
 Every variant is the same HU model (window + network + sigmoid) with random weights (speed does
 not depend on training): eager PyTorch; the TorchScript file as saved and reloaded; the same file
 after ``torch.jit.optimize_for_inference`` (what ``calcinet-predict`` runs on a CPU); the
-``torch.export`` program reloaded. Prints a Markdown table of the median single-call latency and
-patches/s over the repeats, and the TorchScript/eager latency ratio. Shared machines are noisy:
-compare medians from one run, not across runs.
+``torch.export`` program reloaded. The process applies calcinet's allocator settings
+(:mod:`calcinet.runtime`) as ``calcinet-predict`` does; ``CALCINET_MALLOC_TUNING=0`` measures
+glibc's defaults instead.
+
+Shared machines drift by tens of percent within a minute, so the variants are timed *interleaved*:
+each round calls every variant once, in a rotating order, and each variant's time is divided by
+eager's time in the same round. The table gives the median latency, patches/s, and the median of
+those paired ratios with their interquartile range: a ratio whose range straddles 1.00 is a tie.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from calcinet.export.torchscript import save_torchscript, to_torchscript
 from calcinet.export.wrapper import HUClassifier
 from calcinet.inference.model import quiet_torchscript
 from calcinet.models.networks import build_network
+from calcinet.runtime import tune_malloc
 
 #: The default recipe's network and HU window, read from the configs (no second copy).
 _DEFAULTS = compose("train")
@@ -38,19 +44,34 @@ COMPACT = OmegaConf.to_container(_DEFAULTS.model.network, resolve=True)
 HU_WINDOW = tuple(_DEFAULTS.data.hu_window)
 
 
-def time_calls(
-    model: Callable[[torch.Tensor], torch.Tensor], hu: torch.Tensor, warmup: int, repeats: int
-) -> float:
-    """Median seconds per call after ``warmup`` calls (TorchScript profiles its first calls)."""
-    times = []
+def time_rounds(
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    hu: torch.Tensor,
+    warmup: int,
+    rounds: int,
+) -> dict[str, list[float]]:
+    """Seconds per call of every variant, ``rounds`` interleaved rounds after ``warmup`` calls each
+    (TorchScript profiles and optimises during its first calls)."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
-        for _ in range(warmup):
-            model(hu)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(hu)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name in names:
+            for _ in range(warmup):
+                variants[name](hu)
+        for index in range(rounds):
+            shift = index % len(names)  # rotate who goes first: no variant always follows another
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                variants[name](hu)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """(median, lower quartile, upper quartile) of the round-by-round ratios."""
+    ratios = [t / r for t, r in zip(times, reference, strict=True)]
+    lower, _, upper = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), lower, upper
 
 
 def build_variants(size: int, folder: Path) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -78,34 +99,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patch-size", type=int, default=48, help="cube side in voxels")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per cell (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=60, help="interleaved rounds at batch 1 (fewer for batches)"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    tuned = tune_malloc()  # as calcinet-predict does; CALCINET_MALLOC_TUNING=0 to compare
     torch.manual_seed(0)
     size = args.patch_size
     with tempfile.TemporaryDirectory() as folder:
         variants = build_variants(size, Path(folder))
-        results: dict[tuple[str, int], float] = {}
+        results: dict[int, dict[str, list[float]]] = {}
         for batch in args.batches:
             hu = torch.rand(batch, 1, size, size, size) * 2400.0 - 1000.0
-            for name, model in variants.items():
-                repeats = max(3, args.repeats if batch == 1 else args.repeats // 3)
-                results[name, batch] = time_calls(model, hu, args.warmup, repeats)
+            rounds = max(8, args.rounds if batch == 1 else args.rounds // 3)
+            results[batch] = time_rounds(variants, hu, args.warmup, rounds)
     print(
         f"compact CNN {COMPACT['channels']}, {size}^3 HU patches, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}"
+        f"{platform.processor() or platform.machine()}, "
+        f"malloc tuning {'on' if tuned else 'off'}"
     )
     print()
-    print("| format | batch | median latency (ms) | patches/s | latency / eager |")
-    print("|---|---|---|---|---|")
-    for batch in args.batches:
-        eager = results["eager", batch]
+    print("| format | batch | rounds | median latency (ms) | patches/s | latency / eager (IQR) |")
+    print("|---|---|---|---|---|---|")
+    for batch, times in results.items():
         for name in variants:
-            seconds = results[name, batch]
+            seconds = statistics.median(times[name])
+            ratio, lower, upper = paired_ratio(times[name], times["eager"])
             print(
-                f"| {name} | {batch} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-                f"{seconds / eager:.2f} |"
+                f"| {name} | {batch} | {len(times[name])} | {seconds * 1e3:.1f} | "
+                f"{batch / seconds:.1f} | {ratio:.2f} ({lower:.2f}-{upper:.2f}) |"
             )
 
 

@@ -21,6 +21,7 @@ import torch
 
 from calcinet.config import compose
 from calcinet.models.networks import available_networks, build_network, min_patch_size
+from calcinet.runtime import tune_malloc
 from calcinet.training.run import train
 
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    tuned = tune_malloc()  # as calcinet-train does
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +99,8 @@ def main() -> None:
             print(f"done {name}", flush=True)
 
     print(f"\n{torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
-          f"batch {args.batch}, budget {args.budget_s:.0f} s per network\n")
+          f"batch {args.batch}, budget {args.budget_s:.0f} s per network, "
+          f"malloc tuning {'on' if tuned else 'off'}\n")
     print("| network | patch | parameters | train samples/s | TorchScript inference samples/s "
           "| val AUROC within budget | wall time |")
     print("|---|---|---|---|---|---|---|")

@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 
 from calcinet.config import compose
+from calcinet.runtime import tune_malloc
 
 SETTINGS = {
     "workers=0 cache=memory": ["data.num_workers=0", "data.cache=memory"],
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS),
                         help=f"which of: {', '.join(SETTINGS)}")
     args, overrides = parser.parse_known_args()
+    tuned = tune_malloc()  # as calcinet-train does; CALCINET_MALLOC_TUNING=0 to compare
+    print(f"malloc tuning {'on' if tuned else 'off'}", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"

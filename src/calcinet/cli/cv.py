@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.config import ConfigError
+from calcinet.runtime import tune_malloc
 
 DEFAULT_FOLDS = 5
 
@@ -82,6 +83,7 @@ def _log_summary(out: Path, mean: float, std: float) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Cross-validate; returns the mean best ``val/auroc`` over the folds."""
+    tune_malloc()
     try:
         return cross_validate(cfg)["cv/val_auroc_mean"]
     except ConfigError as error:

@@ -7,11 +7,13 @@ import hydra
 from omegaconf import DictConfig
 
 from calcinet.cli import CONFIG_DIR, fail
+from calcinet.runtime import tune_malloc
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate; returns the AUROC (the value a Hydra sweeper would read)."""
+    tune_malloc()
     from calcinet.config import ConfigError
     from calcinet.evaluation import EvaluationError
     from calcinet.evaluation.run import evaluate

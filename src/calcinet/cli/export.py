@@ -8,10 +8,12 @@ import hydra
 from omegaconf import DictConfig
 
 from calcinet.cli import CONFIG_DIR, fail
+from calcinet.runtime import tune_malloc
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
+    tune_malloc()
     if not cfg.ckpt_path:
         fail(
             "ckpt_path=null: expected the checkpoint to export, e.g. calcinet-export "

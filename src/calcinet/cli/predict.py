@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from calcinet.cli import fail
+from calcinet.runtime import tune_malloc
 
 EPILOG = """\
 INPUT kinds:
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_malloc()
     args = build_parser().parse_args(argv)
     # Imported here so that --help answers at once; torch takes seconds to import.
     from calcinet.inference import expand_inputs, load_model, predict

@@ -9,10 +9,12 @@ from omegaconf import DictConfig
 
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.config import ConfigError
+from calcinet.runtime import tune_malloc
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="synth")
 def main(cfg: DictConfig) -> None:
+    tune_malloc()
     from calcinet.data.phantom.materialize import write_dataset
     from calcinet.data.phantom.montage import render_montage
     from calcinet.data.sources import phantom_config

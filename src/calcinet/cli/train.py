@@ -9,12 +9,14 @@ from omegaconf import DictConfig
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.config import ConfigError
 from calcinet.data.validation import DataValidationError
+from calcinet.runtime import tune_malloc
 from calcinet.tracking import TrackingUnreachableError
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best ``val/auroc`` (the value a Hydra sweeper optimises)."""
+    tune_malloc()
     from calcinet.training.run import train
 
     try:
