@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -160,3 +161,39 @@ def test_bad_inputs_name_the_path(tiny_checkpoint: Path, tmp_path: Path) -> None
     with pytest.raises(ExportError, match="would overwrite the checkpoint"):
         export_checkpoint(tiny_checkpoint, tiny_checkpoint)
     assert not list(tmp_path.glob("*.ts"))
+
+
+@pytest.mark.parametrize("failing", ["save_torchscript", "save_program"])
+def test_a_failed_write_keeps_the_earlier_export(
+    failing: str,
+    tiny_export: ExportResult,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writing the final file dies half way: the earlier model.ts and model.pt2 stay as they
+    were, and no temporary file is left beside them."""
+    import calcinet.export.exporter as exporter
+
+    earlier: dict[str, bytes] = {}
+    for source in (tiny_export.torchscript, tiny_export.program):
+        earlier[source.name] = source.read_bytes()
+        (tmp_path / source.name).write_bytes(earlier[source.name])
+    real_save = getattr(exporter, failing)
+    calls: list[Path] = []
+
+    def save(model: object, path: Path, metadata: dict | None) -> None:
+        calls.append(path)
+        if len(calls) == 1:  # the file the parity check reloads
+            real_save(model, path, metadata)
+            return
+        Path(path).write_bytes(b"PK\x03\x04 half a file")  # the final write
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporter, failing, save)
+    with pytest.raises(OSError, match="No space left on device"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "model.ts")
+    assert len(calls) == 2 and calls[1].parent == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2", "model.ts"]
+    for name, content in earlier.items():
+        assert (tmp_path / name).read_bytes() == content

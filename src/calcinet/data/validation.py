@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from calcinet.files import atomic_write
 
 #: Lowest and highest values a CT image in HU can hold: 16-bit storage with the usual
 #: intercept of -1024 spans -1024..64511; scanners pad outside the field of view with -3024.
@@ -174,10 +175,8 @@ class FactsCache:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.file.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
+            with atomic_write(self.file) as temporary, open(temporary, "w") as fh:
                 json.dump({"version": self.VERSION, "entries": self.entries}, fh)
-            os.replace(tmp, self.file)
             self.changed = False
         except OSError:
             pass

@@ -8,7 +8,6 @@ that comparison, by atomic rename; log them to MLflow.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from calcinet.export.metadata import build_metadata
 from calcinet.export.mlflow_model import MlflowOptions, MlflowOutcome, log_export
 from calcinet.export.parity import ParityResult, check_batch, check_parity
 from calcinet.export.torch_export import ProgramExportError, export_program, save_program
-from calcinet.export.torchscript import save_torchscript, temporary_path, to_torchscript
+from calcinet.export.torchscript import save_torchscript, to_torchscript
 from calcinet.export.wrapper import HUClassifier
+from calcinet.files import atomic_replace, temporary_beside
 from calcinet.training.checkpoints import find_checkpoint
 
 
@@ -53,7 +53,7 @@ def check_output(output: Path, ckpt_path: Path) -> None:
         )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with temporary_path(output.parent, ".probe"):
+        with temporary_beside(output, ".probe"):
             pass
     except OSError as error:
         raise ExportError(
@@ -108,8 +108,8 @@ def export_checkpoint(
     program_path = output.with_suffix(".pt2") if program is not None else None
 
     with (
-        temporary_path(output.parent, ".ts") as ts_tmp,
-        temporary_path(output.parent, ".pt2") as pt2_tmp,
+        temporary_beside(output, ".ts") as ts_tmp,
+        temporary_beside(output.with_suffix(".pt2"), ".pt2") as pt2_tmp,
     ):
         save_torchscript(scripted, ts_tmp, metadata)
         if program is not None:
@@ -150,11 +150,13 @@ def export_checkpoint(
                     f"{output.with_suffix('.pt2')} is left from an earlier export and "
                     "does not match this model"
                 )
-        # Same model, final metadata: rewrite, then rename over the outputs.
+        # Same model, final metadata: rewrite both, then rename them over the outputs, so a
+        # failed write leaves the earlier .ts and .pt2 as they were.
         save_torchscript(scripted, ts_tmp, metadata)
-        os.replace(ts_tmp, output)
         if program is not None and program_path is not None:
             save_program(program, pt2_tmp, metadata)
-            os.replace(pt2_tmp, program_path)
+        atomic_replace(ts_tmp, output)
+        if program is not None and program_path is not None:
+            atomic_replace(pt2_tmp, program_path)
     outcome = log_export(output, program_path, metadata, mlflow or MlflowOptions(enabled=False))
     return ExportResult(output, program_path, parity, metadata, outcome, notes)

@@ -7,14 +7,12 @@ file remains the deliverable.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from calcinet.export.torchscript import temporary_path
 from calcinet.inference.metadata import METADATA_FILE, dumps
 
 #: Largest batch the program accepts (torch.export needs a bound for the dynamic dimension).
@@ -44,10 +42,3 @@ def save_program(program: torch.export.ExportedProgram, path: Path, metadata: di
     """Write the program (``.pt2``) with ``metadata.json`` as an extra file."""
     extra = {METADATA_FILE: dumps(metadata)} if metadata is not None else None
     torch.export.save(program, path, extra_files=extra)
-
-
-def save_program_atomic(program: torch.export.ExportedProgram, path: Path, metadata: dict) -> None:
-    """Write beside ``path`` and rename, so ``path`` is never half-written."""
-    with temporary_path(path.parent, ".pt2") as temporary:
-        save_program(program, temporary, metadata)
-        os.replace(temporary, path)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from weakref import proxy
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
-
-def atomic_replace(temporary: str | Path, final: str | Path) -> None:
-    """Move a fully written ``temporary`` file onto ``final`` in one step (same folder)."""
-    with open(temporary, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(temporary, final)
+from calcinet.files import atomic_replace
 
 
 class ModelCheckpoint(_LightningModelCheckpoint):
