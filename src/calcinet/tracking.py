@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,14 @@ def checked_tracking_uri(
     return local
 
 
+def _stop_requested() -> bool:
+    """Whether the exception being handled asks training to stop: Lightning's SIGTERM exception
+    (raised by its loops after the signal) or Ctrl+C."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    return isinstance(sys.exc_info()[1], SIGTERMException | KeyboardInterrupt)
+
+
 def _define_resilient_logger() -> type:
     """Build :class:`ResilientMLFlowLogger` on first use, so importing this module stays free
     of Lightning (the evaluation maths and exported-model code import the URI rules)."""
@@ -150,6 +158,10 @@ def _define_resilient_logger() -> type:
             self.guarded("logging a checkpoint", super().after_save_checkpoint, checkpoint_callback)
 
         def finalize(self, status: str = "success") -> None:
+            # Lightning closes the run as "failed" whatever stopped the fit; a stop that was
+            # asked for (SIGTERM, Ctrl+C) is MLflow's KILLED, and resume=true reopens the run.
+            if status == "failed" and _stop_requested():
+                status = "KILLED"
             self.guarded("closing the run", super().finalize, status)
 
     ResilientMLFlowLogger.__module__ = __name__
@@ -157,11 +169,44 @@ def _define_resilient_logger() -> type:
     return ResilientMLFlowLogger
 
 
+def _define_other_rank_logger() -> type:
+    """Build :class:`OtherRankLogger` on first use (see ``_define_resilient_logger``)."""
+    from lightning.pytorch.loggers import Logger
+
+    class OtherRankLogger(Logger):
+        """Stands in for the MLflow logger on ranks other than 0, which log nothing; callbacks
+        that need a logger (``LearningRateMonitor``) still find one on every rank."""
+
+        @property
+        def name(self) -> str:
+            return "mlflow"
+
+        @property
+        def version(self) -> str:
+            return ""
+
+        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+            pass
+
+        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    OtherRankLogger.__module__ = __name__
+    OtherRankLogger.__qualname__ = "OtherRankLogger"
+    return OtherRankLogger
+
+
+_LAZY_CLASSES = {
+    "ResilientMLFlowLogger": _define_resilient_logger,
+    "OtherRankLogger": _define_other_rank_logger,
+}
+
+
 def __getattr__(name: str) -> Any:
-    # Module attribute on demand: pickling (DDP spawn) finds the class as
-    # calcinet.tracking.ResilientMLFlowLogger.
-    if name == "ResilientMLFlowLogger":
-        cls = globals()[name] = _define_resilient_logger()
+    # Module attributes on demand: pickling (DDP spawn) finds the classes as
+    # calcinet.tracking.<name>.
+    if name in _LAZY_CLASSES:
+        cls = globals()[name] = _LAZY_CLASSES[name]()
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -175,13 +220,19 @@ def build_mlflow_logger(
     tags: Mapping[str, Any] | None = None,
     on_unreachable: str = "fail",
     run_id: str | None = None,
-) -> MLFlowLogger:
+) -> MLFlowLogger | Logger:
     """Lightning's MLflow logger pointed at the resolved (and, if remote, checked) store.
 
     ``artifact_location`` applies to a local store only (a server decides for itself).
     ``run_id`` continues an existing run (``resume=true``). Errors after the start become
-    warnings (see ``ResilientMLFlowLogger``).
+    warnings (see ``ResilientMLFlowLogger``). The other ranks of a distributed run started by
+    torchrun or SLURM get an ``OtherRankLogger`` that logs nothing: only rank 0 talks to MLflow,
+    and every rank creating a new SQLite store at once breaks its schema migration.
     """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return __getattr__("OtherRankLogger")()
     uri = checked_tracking_uri(tracking_uri, root_dir, on_unreachable)
     location = None
     if not is_remote(uri):

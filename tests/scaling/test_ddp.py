@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,36 +15,20 @@ from sklearn.metrics import roc_auc_score
 from tests.helpers import compose_config, run_cli
 from tests.scaling.conftest import TINY
 
+#: Two ranks on the CPU; ranks see 10 of the 20 validation findings each.
+DDP = [*TINY, "data.source.num_val=20", "trainer=ddp", "trainer.devices=2",
+       "trainer.accelerator=cpu"]
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_one_folder_one_run_global_auroc(tmp_path: Path) -> None:
-    from calcinet.training.module import CalciModule
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    outputs = tmp_path / "outputs"
-    overrides = [*TINY, "data.source.num_val=20", "trainer=ddp", "trainer.devices=2",
-                 "trainer.accelerator=cpu"]
-    result = run_cli(["calcinet-train", *overrides, f"paths.log_dir={outputs}"], cwd=tmp_path,
-                     env={"MLFLOW_TRACKING_URI": uri})
-    assert result.returncode == 0, result.stderr[-4000:]
-
-    # Hydra made one run folder; the workers did not re-run the command line.
-    (run_dir,) = list((outputs / "train" / "runs").iterdir())
-    assert not (outputs / "train" / "multiruns").exists()
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("calcinet")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED"
-    assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
-    assert len(client.get_metric_history(run.info.run_id, "val/auroc")) == 2  # rank 0 only
-
-    # The logged AUROC is that of the whole validation split (ranks saw 10 findings each):
-    # recompute it from last.ckpt, the weights of the final validation, in one process.
-    logged = client.get_metric_history(run.info.run_id, "val/auroc")[-1].value
-    module = CalciModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt").eval()
+def _assert_auroc_of_whole_val_split(logged: float, checkpoint: Path, scratch: Path) -> None:
+    """``logged`` is the AUROC of all 20 validation findings under the weights of
+    ``checkpoint`` (recomputed in one process), not that of one rank's share."""
     from hydra.utils import instantiate
 
-    datamodule = instantiate(compose_config("train", overrides, run_dir=tmp_path / "x").data)
+    from calcinet.training.module import CalciModule
+
+    module = CalciModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    datamodule = instantiate(compose_config("train", DDP, run_dir=scratch).data)
     datamodule.setup("validate")
     assert len(datamodule.datasets["val"]) == 20
     labels, scores = [], []
@@ -50,3 +37,67 @@ def test_ddp_two_cpu_processes_one_folder_one_run_global_auroc(tmp_path: Path) -
             scores += torch.sigmoid(module(batch["image"])).tolist()
             labels += batch["label"].tolist()
     assert logged == pytest.approx(roc_auc_score(labels, scores), abs=1e-5)
+
+
+def _only_run(uri: str, run_dir: Path) -> str:
+    """The id of the experiment's one MLflow run, FINISHED and named by ``run_dir``."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("calcinet")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
+    return run.info.run_id
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_two_cpu_processes_one_folder_one_run_global_auroc(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outputs = tmp_path / "outputs"
+    result = run_cli(["calcinet-train", *DDP, f"paths.log_dir={outputs}"], cwd=tmp_path,
+                     env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # Hydra made one run folder; the workers did not re-run the command line.
+    (run_dir,) = list((outputs / "train" / "runs").iterdir())
+    assert not (outputs / "train" / "multiruns").exists()
+    run_id = _only_run(uri, run_dir)
+    history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "val/auroc")
+    assert len(history) == 2  # rank 0 only
+    # last.ckpt holds the weights of the final validation.
+    _assert_auroc_of_whole_val_split(history[-1].value, run_dir / "checkpoints" / "last.ckpt",
+                                     tmp_path / "x")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_torchrun_two_cpu_ranks_one_folder_one_run_global_auroc(tmp_path: Path) -> None:
+    """torchrun starts both ranks (each runs the whole command); calcinet uses plain ``ddp``."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # a new store: only rank 0 may create it
+    run_dir = tmp_path / "run"
+    bin_dir = Path(sys.executable).parent
+    command = [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node=2",
+               str(bin_dir / "calcinet-train"), *DDP, f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Two processes in all: torchrun's, not two more spawned by each of them.
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    assert result.stdout.count("Run folder:") == 1  # the summary comes from rank 0 alone
+
+    # One run folder (the fixed one) with one best and one last checkpoint, no temporary
+    # files left by a second writer, and the best one uploaded once.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlartifacts", "mlflow.db", "run"]
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and "last.ckpt" in checkpoints, checkpoints
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+
+    run_id = _only_run(uri, run_dir)
+    client = MlflowClient(tracking_uri=uri)
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == \
+        [f"checkpoints/{name}" for name in checkpoints if name != "last.ckpt"]
+    history = client.get_metric_history(run_id, "val/auroc")
+    assert len({m.step for m in history}) == len(history) == 2  # rank 0 only, once per epoch
+    _assert_auroc_of_whole_val_split(history[-1].value, last, tmp_path / "x")

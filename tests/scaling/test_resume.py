@@ -1,4 +1,4 @@
-"""Resume after a kill, identical reruns, atomic checkpoints."""
+"""Resume after SIGKILL or SIGTERM, identical reruns, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -22,44 +22,90 @@ def _train_command(run_dir: Path, *extra: str) -> list[str]:
     return [str(bin_dir / "calcinet-train"), *TINY, f"hydra.run.dir={run_dir}", *extra]
 
 
+#: What each signal leaves behind: the exit status of ``calcinet-train`` and the MLflow run's
+#: status. Nothing runs after SIGKILL; after SIGTERM Lightning finishes the batch it is in,
+#: closes the run and calcinet exits with 128 + 15, as a process ended by the signal does.
+AFTER_SIGNAL = {
+    signal.SIGKILL: (-signal.SIGKILL, "RUNNING"),
+    signal.SIGTERM: (128 + signal.SIGTERM, "KILLED"),
+}
+
+
+def _signal_after_first_epoch(command: list[str], cwd: Path, env: dict[str, str], last: Path,
+                              sig: signal.Signals) -> tuple[int, float, str]:
+    """Start training, send ``sig`` once ``last`` exists and the next epoch has begun; return
+    the exit status, the seconds from the signal to the exit, and the process's output."""
+    log = cwd / f"interrupted_{sig.name}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert last.exists(), "no last.ckpt: " + log.read_text()[-3000:]
+            time.sleep(0.3)  # into the next epoch (they take a few tenths of a second here)
+            assert process.poll() is None, "training ended before the signal: " + \
+                log.read_text()[-3000:]
+            process.send_signal(sig)
+            sent = time.monotonic()
+            returncode = process.wait(timeout=60)
+            return returncode, time.monotonic() - sent, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_continues_the_same_run_and_folder(tmp_path: Path) -> None:
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
+def test_signal_then_resume_continues_the_same_run_and_folder(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    from calcinet.training.module import CalciModule
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}
     run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
     epochs = 5
     args = [f"trainer.max_epochs={epochs}", "data.source.num_train=64",
             "data.patch_size=[24,24,24]"]
-    process = subprocess.Popen(_train_command(run_dir, *args), cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 240
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # let the epoch's last metrics reach MLflow, then kill mid-epoch
-    assert process.poll() is None, "training finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
-    assert killed_at < epochs - 1
-
-    result = run_cli(["calcinet-train", *TINY, f"hydra.run.dir={run_dir}", *args, "resume=true"],
-                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == epochs - 1
+    returncode, seconds, output = _signal_after_first_epoch(
+        _train_command(run_dir, *args), tmp_path, env, last, sig)
+    expected_code, expected_status = AFTER_SIGNAL[sig]
+    assert returncode == expected_code, output[-3000:]
+    assert seconds < 30, f"{seconds:.1f} s from {sig.name} to the exit"
+    stopped_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert stopped_at < epochs - 1
+    CalciModule.load_from_checkpoint(last, map_location="cpu")  # a whole, loadable checkpoint
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("calcinet")
     (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == expected_status
+    if sig == signal.SIGTERM:
+        # Stopped inside the epoch after last.ckpt's: nothing of it reached MLflow.
+        assert f"stopped by SIGTERM in epoch {stopped_at + 1};" in output, output[-3000:]
+        assert len(client.get_metric_history(run.info.run_id, "val/auroc")) == stopped_at + 1
+
+    result = run_cli(["calcinet-train", *TINY, f"hydra.run.dir={run_dir}", *args, "resume=true"],
+                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == epochs - 1
+    assert f"Run folder:       {run_dir.resolve()}" in result.stdout
+    assert not (tmp_path / "outputs").exists()  # no second run folder
+
+    (run,) = client.search_runs([experiment.experiment_id])
     assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
     assert run.info.status == "FINISHED"
-    for name in ("val/auroc", "train/loss"):
-        history = client.get_metric_history(run.info.run_id, name)
-        steps = [m.step for m in history]
-        assert len(history) == epochs and len(set(steps)) == epochs, (name, steps)
-    # Lightning logs `epoch` twice per epoch (with the validation and the training metrics).
-    epochs_logged = sorted({m.value for m in client.get_metric_history(run.info.run_id, "epoch")})
-    assert epochs_logged == [float(e) for e in range(epochs)]
+    # Lightning logs `epoch` with the validation and with the training metrics, at their step.
+    epoch_at = {m.step: int(m.value)
+                for m in client.get_metric_history(run.info.run_id, "epoch")}
+    for name in ("val/auroc", "val/loss", "train/loss"):
+        history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
+        assert [epoch_at[m.step] for m in history] == list(range(epochs)), name
 
 
 @pytest.mark.slow

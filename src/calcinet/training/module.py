@@ -162,8 +162,9 @@ class CalciModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logit = self(batch["image"])
         loss = self._loss(logit, batch["label"])
+        # sync_dist: the epoch mean over every rank's batches (one all-reduce per epoch).
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=logit.shape[0])
+                 batch_size=logit.shape[0], sync_dist=True)
         return loss
 
     def _evaluate(

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -186,6 +188,8 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     if mlflow_logger is not None:
         client, run_id = mlflow_logger.experiment, mlflow_logger.run_id  # fails fast if down
         (output_dir / RUN_ID_FILE).write_text(run_id + "\n")
+        if resume_run_id:  # KILLED after a SIGTERM, still RUNNING after a SIGKILL
+            client.update_run(run_id, status="RUNNING")
         parent_key = parent_key or _sweep_key()
         parent_id = None
         if parent_key and not resume_run_id:
@@ -218,7 +222,14 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
             _safe(mlflow_logger, "uploading data artifacts", client.log_artifact, run_id,
                   str(path), "data")
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        # Lightning stops at the end of the batch it is in; last.ckpt keeps the last finished
+        # epoch. Exit as a process ended by SIGTERM does (128 + 15), never as a success.
+        if is_zero:
+            _report_stopped(output_dir, _checkpoint_dir(cfg, output_dir), trainer.current_epoch)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint else ""
@@ -249,6 +260,14 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     if is_zero:
         _report(output_dir, best, checkpoint, mlflow_logger, metrics)
     return metrics
+
+
+def _report_stopped(output_dir: Path, checkpoints: Path, epoch: int) -> None:
+    """Tell the user how to continue a run stopped by SIGTERM."""
+    last = checkpoints / "last.ckpt"
+    saved = f"{last} holds the last finished epoch" if last.is_file() else "no epoch finished"
+    print(f"calcinet: stopped by SIGTERM in epoch {epoch}; {saved}. Continue with the same "
+          f"command plus hydra.run.dir={output_dir.resolve()} resume=true", flush=True)
 
 
 def _report(output_dir: Path, best: str, checkpoint: ModelCheckpoint | None,
