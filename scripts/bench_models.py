@@ -59,13 +59,21 @@ def throughput(name: str, side: int, batch: int, repeats: int) -> tuple[float, f
     return train_rate, _median_rate(infer_step, batch, repeats)
 
 
+def _dd_hh_mm_ss(seconds: float) -> str:
+    """Lightning's ``max_time`` string (a Hydra mapping would reach it as a DictConfig)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def budget_training(name: str, side: int, budget_s: float, work: Path, cache: Path) -> dict:
     """Train with the real code for ``budget_s`` seconds; return best AUROC, epochs, wall time."""
     run_dir = work / name
     overrides = [
         f"model={name}", f"data.patch_size=[{side},{side},{side}]", "logger=none",
         "data.cache=disk", f"data.cache_dir={cache}", "trainer.max_epochs=1000",
-        f"+trainer.max_time={{seconds: {int(budget_s)}}}", "callbacks.early_stopping=null",
+        f"+trainer.max_time={_dd_hh_mm_ss(budget_s)}", "callbacks.early_stopping=null",
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
     ]
     cfg = compose("train", overrides, run_dir)

@@ -68,3 +68,18 @@ def test_same_seed_same_data_fingerprint(tmp_path: Path) -> None:
     b = SyntheticSource(num_train=8, num_val=4, num_test=4, seed=0)
     c = SyntheticSource(num_train=8, num_val=4, num_test=4, seed=1)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.slow
+def test_logger_none_trains_without_tracking(tmp_path: Path) -> None:
+    """``logger=none`` with the default callbacks (the learning-rate monitor has no logger)."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        ["calcinet-train", "debug=smoke", "logger=none", f"hydra.run.dir={run_dir}",
+         "trainer.max_epochs=1"],
+        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was tracked
+    assert not (run_dir / "mlflow_run_id.txt").exists()

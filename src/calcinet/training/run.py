@@ -16,7 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -170,6 +170,9 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
                              else {}))
         for name, node in (cfg.get("logger") or {}).items() if node is not None
     ]
+    if not loggers:  # logger=none: nothing would receive the learning rates, and Lightning
+        # refuses a LearningRateMonitor without a logger.
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      **_trainer_overrides(cfg))
 
