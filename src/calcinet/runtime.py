@@ -5,8 +5,8 @@ freed) with its own ``mmap`` and gives it back with ``munmap`` when freed, and i
 top of the heap to the system above 128 KiB. A 3D CNN allocates and frees activations of several
 MiB to tens of MiB in every forward pass, so with those defaults each call pays again for page
 faults on freshly mapped, zero-filled memory. Measured with ``scripts/bench_export.py`` on 2 CPU
-cores: the default compact CNN takes 23-28 ms per patch with the defaults and 20 ms with
-:func:`tune_malloc`, and 220 ms against 165 ms for a batch of 32.
+cores, four runs each: the default compact CNN takes 217-235 ms for a batch of 32 with the
+defaults and 161-174 ms with :func:`tune_malloc`.
 
 :func:`tune_malloc` keeps blocks up to 32 MiB (glibc's largest allowed threshold) on the heap and
 keeps up to 1 GiB of freed heap for reuse. The process holds on to its peak memory instead of
