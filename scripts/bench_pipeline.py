@@ -26,11 +26,14 @@ from calcinet.config import compose
 from calcinet.runtime import tune_malloc
 
 SETTINGS = {
-    "workers=0 cache=memory": ["data.num_workers=0", "data.cache=memory"],
-    "workers=1 cache=memory": ["data.num_workers=1", "data.cache=memory"],
-    "workers=2 cache=memory": ["data.num_workers=2", "data.cache=memory"],
+    "workers=0 augment_on=device": ["data.num_workers=0", "data.augment_on=device"],
+    "workers=1 augment_on=device": ["data.num_workers=1", "data.augment_on=device"],
+    "workers=0 augment_on=loader": ["data.num_workers=0", "data.augment_on=loader"],
+    "workers=1 augment_on=loader": ["data.num_workers=1", "data.augment_on=loader"],
+    "workers=2 augment_on=loader": ["data.num_workers=2", "data.augment_on=loader"],
     "workers=0 cache=none": ["data.num_workers=0", "data.cache=none"],
 }
+DEFAULT_SETTINGS = list(SETTINGS)[:4]
 
 
 class EpochTimer(L.Callback):
@@ -96,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--num-train", type=int, default=256)
-    parser.add_argument("--settings", nargs="*", default=list(SETTINGS),
+    parser.add_argument("--settings", nargs="*", default=DEFAULT_SETTINGS,
                         help=f"which of: {', '.join(SETTINGS)}")
     args, overrides = parser.parse_known_args()
     tuned = tune_malloc()  # as calcinet-train does; CALCINET_MALLOC_TUNING=0 to compare

@@ -67,9 +67,11 @@ def test_splits_are_disjoint_and_deterministic() -> None:
     assert torch.equal(a.datasets["val"][3]["image"], b.datasets["val"][3]["image"])
 
 
-def test_augmentation_changes_training_samples_only() -> None:
-    dm = _datamodule(augment={"flip_prob": 1.0, "rotate90_prob": 0.0, "affine_prob": 0.0,
-                              "noise_prob": 0.0})
+FLIPS_ONLY = {"flip_prob": 1.0, "rotate90_prob": 0.0, "affine_prob": 0.0, "noise_prob": 0.0}
+
+
+def test_loader_augmentation_changes_training_samples_only() -> None:
+    dm = _datamodule(augment=FLIPS_ONLY, augment_on="loader")
     dm.setup("fit")
     plain = _datamodule()
     plain.setup("fit")
@@ -77,6 +79,49 @@ def test_augmentation_changes_training_samples_only() -> None:
     flipped = dm.datasets["train"][0]["image"]
     assert torch.equal(flipped, torch.flip(plain.datasets["train"][0]["image"], dims=(1, 2, 3)))
     assert torch.equal(dm.datasets["val"][0]["image"], plain.datasets["val"][0]["image"])
+
+
+def test_device_augmentation_changes_training_batches_only(tmp_path: Path) -> None:
+    import lightning as L
+
+    from calcinet.training.module import CalciModule
+
+    seen: dict[str, dict] = {}
+
+    class Capture(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen["train"] = batch
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx,
+                                      dataloader_idx=0) -> None:
+            seen["val"] = batch
+
+    dm = _datamodule(augment=FLIPS_ONLY)  # augment_on="device" is the default
+    plain = _datamodule()
+    plain.setup("fit")
+    module = CalciModule(network={"name": "compact", "channels": [4, 8], "dropout": 0.0},
+                         optim={"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
+                                              "lr": 1e-3}})
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Capture()],
+                        default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=dm)
+    # The cache holds finished, unaugmented samples ...
+    assert torch.equal(dm.datasets["train"][0]["image"], plain.datasets["train"][0]["image"])
+    # ... and the model sees every training sample flipped along all three axes.
+    by_id = {r["id"]: r["image"] for r in (plain.datasets["train"][i]
+                                           for i in range(len(plain.datasets["train"])))}
+    train = seen["train"]
+    for sample_id, image in zip(train["id"], train["image"], strict=True):
+        assert torch.equal(image, by_id[sample_id].flip(1, 2, 3))
+    val = seen["val"]
+    assert torch.equal(val["image"], next(iter(plain.val_dataloader()))["image"])
+
+
+def test_bad_augment_on_is_named() -> None:
+    with pytest.raises(ValueError, match="data.augment_on='gpu': expected one of device, loader"):
+        _datamodule(augment_on="gpu")
 
 
 def test_unknown_augment_option_is_named() -> None:

@@ -15,10 +15,12 @@ from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset, par
 from monai.data.utils import json_hashing
 from torch.utils.data import WeightedRandomSampler
 
+from calcinet.data.augment import BatchAugment, augment_options
 from calcinet.data.splits import kfold_patient_split
 from calcinet.data.transforms import build_transforms
 
 CACHE_MODES = ("none", "memory", "disk")
+AUGMENT_ON = ("device", "loader")
 
 
 class CalciDataModule(L.LightningDataModule):
@@ -35,7 +37,11 @@ class CalciDataModule(L.LightningDataModule):
             the transform chain) or ``"none"``.
         cache_dir: folder for ``cache="disk"``.
         cache_workers: threads that fill the memory cache.
-        augment: augmentation strengths (see ``transforms.DEFAULT_AUGMENT``), or None for none.
+        augment: augmentation strengths (see ``augment.DEFAULT_AUGMENT``), or None for none.
+        augment_on: ``"device"`` augments whole training batches with torch operations after
+            they reach the training device (:class:`~calcinet.data.augment.BatchAugment`, in
+            ``on_after_batch_transfer``), so the cache holds finished samples; ``"loader"`` runs
+            the same augmentations per sample as MONAI transforms in the loader.
         pin_memory: pin host memory for faster copies to a GPU.
         balanced_sampler: draw training samples with replacement, weighted so that both classes
             are equally likely in every batch (instead of shuffling).
@@ -68,6 +74,7 @@ class CalciDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         cache_workers: int = 2,
         augment: Mapping[str, float] | None = None,
+        augment_on: str = "device",
         pin_memory: bool = False,
         balanced_sampler: bool = False,
         num_folds: int | None = None,
@@ -101,7 +108,13 @@ class CalciDataModule(L.LightningDataModule):
         self.cache = cache
         self.cache_dir = cache_dir
         self.cache_workers = int(cache_workers)
-        self.augment = dict(augment) if augment is not None else None
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"data.augment_on={augment_on!r}: expected one of "
+                             f"{', '.join(AUGMENT_ON)}")
+        self.augment = augment_options(augment) if augment is not None else None
+        self.augment_on = augment_on
+        self.batch_augment = (BatchAugment(hu_window, **self.augment)
+                              if self.augment is not None and augment_on == "device" else None)
         self.pin_memory = bool(pin_memory)
         self.balanced_sampler = bool(balanced_sampler)
         self.source_keys = source_keys
@@ -139,11 +152,19 @@ class CalciDataModule(L.LightningDataModule):
         return {0: counts.get(0, 0), 1: counts.get(1, 0)}
 
     def transforms(self, split: str):
-        """The MONAI chain of ``split`` (augmented for ``"train"`` only)."""
+        """The MONAI chain of ``split`` (augmented for ``"train"`` with ``augment_on="loader"``)."""
+        per_sample = split == "train" and self.augment_on == "loader"
         return build_transforms(
             self.source.load_transforms(), self.patch_size, self.spacing, self.hu_window,
-            augment=self.augment if split == "train" else None,
+            augment=self.augment if per_sample else None,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on their device (``augment_on="device"``)."""
+        trainer = self.trainer
+        if self.batch_augment is not None and trainer is not None and trainer.training:
+            batch["image"] = self.batch_augment(batch["image"])
+        return batch
 
     def _dataset(self, split: str) -> Dataset:
         records = self.rank_records(split)

@@ -5,7 +5,8 @@ A chain has three parts:
 1. the *load* stage, which comes from the record source (render the phantom, or read a file);
 2. the deterministic *prepare* stage shared by every source: orient to RAS, resample to the
    configured spacing, window the HU values to ``[0, 1]``, pad/crop to the patch size;
-3. the random *augment* stage, on the training split only.
+3. the random *augment* stage (:mod:`calcinet.data.augment`), on the training split only and only
+   when augmentation runs per sample in the loader (``data.augment_on=loader``).
 
 MONAI's ``CacheDataset`` caches everything up to the first random transform, so stages 1 and 2 run
 once per sample and only the augmentations run every epoch.
@@ -16,7 +17,6 @@ Tensors follow MONAI's layout: ``[C, X, Y, Z]`` in RAS orientation, so ``patch_s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -28,28 +28,14 @@ from monai.transforms import (
     EnsureTyped,
     MapTransform,
     Orientationd,
-    RandAffined,
-    RandFlipd,
-    RandGaussianNoised,
-    RandRotate90d,
     ResizeWithPadOrCropd,
     ScaleIntensityRanged,
     Spacingd,
     Transform,
 )
 
+from calcinet.data.augment import augment_transforms
 from calcinet.data.phantom import PhantomConfig, render
-
-#: Default augmentation strengths; each may be overridden from ``data.augment``.
-DEFAULT_AUGMENT: dict[str, float] = {
-    "flip_prob": 0.5,
-    "rotate90_prob": 0.5,
-    "affine_prob": 0.25,
-    "rotate_deg": 15.0,
-    "scale": 0.1,
-    "noise_prob": 0.25,
-    "noise_std_hu": 10.0,
-}
 
 
 def phantom_to_metatensor(volume_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> MetaTensor:
@@ -97,30 +83,6 @@ def prepare_transforms(
         ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
         ResizeWithPadOrCropd(keys="image", spatial_size=tuple(int(s) for s in patch_size),
                              mode="constant", value=0.0),
-    ]
-
-
-def augment_transforms(hu_window: Sequence[float], **overrides: float) -> list[Transform]:
-    """Train-time flips, 90-degree turns, small affine and noise (after windowing)."""
-    unknown = set(overrides) - set(DEFAULT_AUGMENT)
-    if unknown:
-        raise ValueError(
-            f"data.augment: unknown option(s) {sorted(unknown)}; expected {sorted(DEFAULT_AUGMENT)}"
-        )
-    a = {**DEFAULT_AUGMENT, **overrides}
-    low, high = (float(v) for v in hu_window)
-    rotate = math.radians(a["rotate_deg"])
-    return [
-        *(RandFlipd(keys="image", prob=a["flip_prob"], spatial_axis=axis) for axis in range(3)),
-        RandRotate90d(keys="image", prob=a["rotate90_prob"], spatial_axes=(0, 1)),
-        RandAffined(
-            keys="image", prob=a["affine_prob"], rotate_range=(rotate, rotate, rotate),
-            scale_range=(a["scale"],) * 3, mode="bilinear", padding_mode="border",
-        ),
-        # The noise is added to windowed values: convert its HU standard deviation.
-        RandGaussianNoised(
-            keys="image", prob=a["noise_prob"], std=a["noise_std_hu"] / (high - low)
-        ),
     ]
 
 

@@ -1,0 +1,142 @@
+"""Batched training augmentation: each transform, its probability, and MONAI's conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Affine
+from monai.transforms.utils import create_rotate, create_scale
+from scipy.ndimage import map_coordinates
+
+from calcinet.data.augment import DEFAULT_AUGMENT, BatchAugment, augment_options, warp
+
+WINDOW = (-200.0, 1800.0)
+NONE = {"flip_prob": 0.0, "rotate90_prob": 0.0, "affine_prob": 0.0, "noise_prob": 0.0}
+
+
+def _augment(**options: float) -> BatchAugment:
+    return BatchAugment(WINDOW, **{**NONE, **options})
+
+
+def _images(n: int = 8, shape: tuple[int, ...] = (6, 6, 5)) -> torch.Tensor:
+    return torch.rand(n, 1, *shape, generator=torch.Generator().manual_seed(n))
+
+
+def test_nothing_drawn_returns_an_equal_new_tensor() -> None:
+    images = _images()
+    out = _augment()(images)
+    assert torch.equal(out, images) and out.data_ptr() != images.data_ptr()
+
+
+def test_certain_flips_reverse_every_axis_and_leave_the_input_alone() -> None:
+    images = _images()
+    before = images.clone()
+    out = _augment(flip_prob=1.0)(images)
+    assert torch.equal(out, images.flip(2, 3, 4))
+    assert torch.equal(images, before)
+
+
+def test_flip_probability_is_honoured_per_axis() -> None:
+    torch.manual_seed(0)
+    images = torch.arange(2.0).view(1, 1, 2, 1, 1).repeat(4000, 1, 1, 1, 1)
+    out = _augment(flip_prob=0.3)(images)
+    flipped = (out[:, 0, 0, 0, 0] == 1.0).float().mean().item()
+    assert flipped == pytest.approx(0.3, abs=0.03)
+
+
+def test_turns_are_90_180_or_270_degrees_in_the_xy_plane() -> None:
+    torch.manual_seed(1)
+    images = _images(60, (5, 5, 3))
+    out = _augment(rotate90_prob=1.0)(images)
+    turns = []
+    for before, after in zip(images, out, strict=True):
+        matches = [k for k in range(4) if torch.equal(torch.rot90(before, k, dims=(1, 2)), after)]
+        assert len(matches) == 1
+        turns.append(matches[0])
+    assert set(turns) == {1, 2, 3}
+
+
+def test_flips_and_turns_compose_in_monai_order() -> None:
+    torch.manual_seed(5)
+    images = _images(30, (5, 5, 4))
+    out = _augment(flip_prob=1.0, rotate90_prob=1.0)(images)
+    for before, after in zip(images, out, strict=True):
+        flipped = before.flip(1, 2, 3)  # RandFlipd x3 first, then RandRotate90d
+        matches = [k for k in (1, 2, 3) if torch.equal(torch.rot90(flipped, k, (1, 2)), after)]
+        assert len(matches) == 1
+
+
+def test_turns_need_square_xy_patches() -> None:
+    with pytest.raises(ValueError, match=r"rotate90_prob=1 needs patches square in x and y, "
+                                         r"got \(6, 5, 5\)"):
+        _augment(rotate90_prob=1.0)(_images(2, (6, 5, 5)))
+
+
+def test_warp_follows_monai_affine_on_a_non_cubic_patch() -> None:
+    images = torch.rand(2, 1, 20, 24, 18, dtype=torch.float64)
+    rotate, scale = [0.2, -0.1, 0.15], [1.05, 0.93, 1.08]
+    matrix = (create_rotate(3, rotate, backend="torch") @ create_scale(3, scale, backend="torch"))
+    out = warp(images, matrix[None, :3, :3].repeat(2, 1, 1))
+    # The pull convention, checked by hand: output voxel c samples input position A c.
+    shape = np.array(images.shape[2:])
+    centre = (shape[:, None] - 1) / 2
+    voxels = np.indices(shape).reshape(3, -1)
+    positions = matrix[:3, :3].numpy() @ (voxels - centre) + centre
+    expected = map_coordinates(images[1, 0].numpy(), positions, order=1, mode="nearest")
+    np.testing.assert_allclose(out[1, 0].numpy().ravel(), expected, atol=1e-10)
+    # And MONAI's per-sample Affine (the transform RandAffined applies) agrees.
+    monai = Affine(rotate_params=rotate, scale_params=scale, mode="bilinear",
+                   padding_mode="border", image_only=True, dtype=torch.float64)(images[0])
+    torch.testing.assert_close(torch.as_tensor(monai).double(), out[0], atol=1e-6, rtol=0)
+
+
+def test_affine_without_range_is_the_identity() -> None:
+    images = _images()
+    out = _augment(affine_prob=1.0, rotate_deg=0.0, scale=0.0)(images)
+    torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
+
+
+def test_affine_draws_stay_within_the_configured_ranges() -> None:
+    torch.manual_seed(2)
+    augment = _augment(rotate_deg=10.0, scale=0.2)
+    matrices = augment._affine_matrices(500)
+    # Rotation times scaling: the singular values are the scale factors.
+    singular = torch.linalg.svdvals(matrices)
+    assert singular.min() >= 0.8 - 1e-6 and singular.max() <= 1.2 + 1e-6
+    assert singular.min() < 0.82 and singular.max() > 1.18
+
+
+def test_noise_spread_is_drawn_up_to_the_configured_hu() -> None:
+    torch.manual_seed(3)
+    images = torch.zeros(400, 1, 8, 8, 8)
+    out = _augment(noise_prob=1.0, noise_std_hu=20.0)(images)
+    spread = out.flatten(1).std(dim=1) * (WINDOW[1] - WINDOW[0])  # back to HU
+    assert spread.max() <= 20.0 * 1.1
+    assert spread.mean().item() == pytest.approx(10.0, rel=0.1)  # uniform on [0, 20]
+
+
+def test_same_seed_same_batch() -> None:
+    images = _images(16, (6, 6, 6))
+    augment = BatchAugment(WINDOW, **DEFAULT_AUGMENT)
+    torch.manual_seed(4)
+    first = augment(images)
+    torch.manual_seed(4)
+    assert torch.equal(augment(images), first)
+    assert not torch.equal(augment(images), first)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("blur", 1.0, r"data.augment: unknown option\(s\) \['blur'\]"),
+    ("flip_prob", 1.5, r"data.augment.flip_prob=1.5: expected a probability in \[0, 1\]"),
+    ("scale", -0.1, r"data.augment.scale=-0.1: expected a value >= 0"),
+])
+def test_bad_options_are_named(key: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        augment_options({key: value})
+
+
+def test_a_batch_without_channels_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"expected images \[N, C, X, Y, Z\], got shape "
+                                         r"\(2, 6, 6, 6\)"):
+        _augment()(torch.rand(2, 6, 6, 6))
