@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,74 @@ def test_torchrun_two_cpu_ranks_one_folder_one_run_global_auroc(tmp_path: Path) 
     history = client.get_metric_history(run_id, "val/auroc")
     assert len({m.step for m in history}) == len(history) == 2  # rank 0 only, once per epoch
     _assert_auroc_of_whole_val_split(history[-1].value, last, tmp_path / "x")
+
+
+def _spawned_workers(pid: int) -> set[int]:
+    """The pids of the live ``multiprocessing`` spawn workers whose parent is ``pid`` (from
+    /proc; multiprocessing's resource tracker, also a child, is left out)."""
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields.get("PPid", "0").strip()) != pid or fields.get("State", "").startswith("Z"):
+            continue
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in (status.parent / "cmdline").read_bytes():
+                found.add(int(status.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_sigterm_to_the_spawning_process_stops_its_workers_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    """``kill PID`` of ``calcinet-train trainer=ddp``: the spawned workers stop too, the run is
+    KILLED with a resumable last.ckpt, and ``resume=true`` completes it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    epochs = 6
+    args = [*DDP, "data.source.num_train=64", f"trainer.max_epochs={epochs}",
+            f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}
+    log = tmp_path / "interrupted.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "calcinet-train"), *args],
+                                   cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert last.exists(), log.read_text()[-3000:]
+            workers = _spawned_workers(process.pid)
+            assert len(workers) == 2, workers  # the two ranks
+            process.send_signal(signal.SIGTERM)  # to the launching process only
+            returncode = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    output = log.read_text()
+    assert returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "calcinet: stopped by SIGTERM; " in output and "resume=true" in output
+    alive = {pid for pid in workers if Path(f"/proc/{pid}").exists()}
+    assert not alive, f"workers {alive} outlived the launching process"
+    stopped_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert stopped_at < epochs - 1
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("calcinet")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "KILLED"
+
+    result = run_cli(["calcinet-train", *args, "resume=true"], cwd=tmp_path,
+                     env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == epochs - 1
+    run_id = _only_run(uri, run_dir)
+    steps = [m.step for m in client.get_metric_history(run_id, "val/auroc")]
+    assert len(steps) == len(set(steps)) == epochs  # each epoch validated once

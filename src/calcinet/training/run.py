@@ -34,6 +34,7 @@ from calcinet.tracking import (
     run_url,
     ui_command,
 )
+from calcinet.training.signals import SigtermFlagOnly, relay_sigterm, spawns_workers
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     if not loggers:  # logger=none: nothing would receive the learning rates, and Lightning
         # refuses a LearningRateMonitor without a logger.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks.append(SigtermFlagOnly())  # SIGTERM under DDP without a collective in the handler
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      **_trainer_overrides(cfg))
 
@@ -226,12 +228,15 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
                   str(path), "data")
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with relay_sigterm(trainer):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         # Lightning stops at the end of the batch it is in; last.ckpt keeps the last finished
         # epoch. Exit as a process ended by SIGTERM does (128 + 15), never as a success.
         if is_zero:
-            _report_stopped(output_dir, _checkpoint_dir(cfg, output_dir), trainer.current_epoch)
+            # Under ddp_spawn this process did not train: its trainer knows no epoch.
+            epoch = None if spawns_workers(trainer) else trainer.current_epoch
+            _report_stopped(output_dir, _checkpoint_dir(cfg, output_dir), epoch)
         raise SystemExit(128 + signal.SIGTERM) from None
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -265,11 +270,12 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     return metrics
 
 
-def _report_stopped(output_dir: Path, checkpoints: Path, epoch: int) -> None:
-    """Tell the user how to continue a run stopped by SIGTERM."""
+def _report_stopped(output_dir: Path, checkpoints: Path, epoch: int | None) -> None:
+    """Tell the user how to continue a run stopped by SIGTERM (in ``epoch`` when known)."""
     last = checkpoints / "last.ckpt"
     saved = f"{last} holds the last finished epoch" if last.is_file() else "no epoch finished"
-    print(f"calcinet: stopped by SIGTERM in epoch {epoch}; {saved}. Continue with the same "
+    where = "" if epoch is None else f" in epoch {epoch}"
+    print(f"calcinet: stopped by SIGTERM{where}; {saved}. Continue with the same "
           f"command plus hydra.run.dir={output_dir.resolve()} resume=true", flush=True)
 
 
