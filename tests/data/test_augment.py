@@ -140,3 +140,35 @@ def test_a_batch_without_channels_is_refused() -> None:
     with pytest.raises(ValueError, match=r"expected images \[N, C, X, Y, Z\], got shape "
                                          r"\(2, 6, 6, 6\)"):
         _augment()(torch.rand(2, 6, 6, 6))
+
+
+def test_batched_and_monai_forms_draw_the_same_distribution() -> None:
+    """The default options in both forms, 1500 draws each on one smooth patch: summary
+    statistics of the outputs (how far they move, their roughness, where the mass goes along
+    each axis) are indistinguishable (two-sample Kolmogorov-Smirnov)."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+    from scipy.stats import ks_2samp
+
+    from calcinet.data.augment import augment_transforms
+
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 12)] * 3, indexing="ij"))
+    image = (0.5 + 0.3 * torch.tanh(2 * grid[0] + grid[1] - 0.5 * grid[2]))[None].float()
+
+    def stats(out: torch.Tensor) -> list[float]:
+        roughness = sum(out.diff(n=2, dim=axis).abs().mean().item() for axis in (1, 2, 3))
+        return [(out - image).abs().mean().item(), out.std().item(), roughness,
+                *(out.narrow(axis, 0, 6).mean().item() for axis in (1, 2, 3))]
+
+    monai = Compose(augment_transforms(WINDOW))
+    monai.set_random_state(0)
+    per_sample = np.array([
+        stats(torch.as_tensor(monai({"image": MetaTensor(image.clone())})["image"]))
+        for _ in range(1500)])
+    torch.manual_seed(0)
+    batched = BatchAugment(WINDOW, **DEFAULT_AUGMENT)(image[None].repeat(1500, 1, 1, 1, 1))
+    per_batch = np.array([stats(out) for out in batched])
+    for column in range(per_sample.shape[1]):
+        a, b = np.round(per_sample[:, column], 4), np.round(per_batch[:, column], 4)
+        assert ks_2samp(a, b).pvalue > 0.01, column
+        assert a.mean() == pytest.approx(b.mean(), abs=0.01)
