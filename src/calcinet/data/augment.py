@@ -83,8 +83,9 @@ def augment_transforms(hu_window: Sequence[float], **overrides: float) -> list[T
 class BatchAugment:
     """The batched form: ``augment(images)`` for ``images`` of shape ``[N, C, X, Y, Z]``.
 
-    Random numbers come from torch's generator of the batch's device (seeded by
-    ``seed_everything``); the input is left unchanged and a new tensor returned.
+    Every decision is drawn from torch's CPU generator and the noise from the generator of the
+    batch's device (both seeded by ``seed_everything``); the input is left unchanged and a new
+    tensor returned.
 
     Args:
         hu_window: the ``[low, high]`` HU window the images were scaled with.
