@@ -7,8 +7,9 @@ makes at the start of each training batch. Two gaps are closed here:
 * :func:`relay_sigterm`: under ``ddp_spawn`` the launching process only waits for its workers, so
   a SIGTERM to it alone (``kill PID``, a container runtime) ended it and left the workers
   training. It now forwards the first SIGTERM to them, as Lightning's own launcher does for plain
-  ``ddp``, waits for them to stop, and raises Lightning's ``SIGTERMException`` so the launching
-  process closes the MLflow run and exits as any stopped run does.
+  ``ddp``, waits for them to stop (a second SIGTERM kills them), and raises Lightning's
+  ``SIGTERMException`` so the launching process closes the MLflow run and exits as any stopped
+  run does.
 * :class:`SigtermFlagOnly`: Lightning's handler also makes a broadcast from inside the signal
   handler. A rank that gets the signal while another rank waits in a different collective (the
   checkpoint barrier or the metric sync at the end of an epoch) then pairs the wrong operations
@@ -39,8 +40,9 @@ def spawns_workers(trainer: L.Trainer) -> bool:
 def relay_sigterm(trainer: L.Trainer) -> Iterator[None]:
     """While in the block, relay a SIGTERM of this process to the workers it spawned.
 
-    Does nothing unless ``trainer`` spawns its processes (``ddp_spawn``) and this is the main
-    thread (the only one that may install signal handlers).
+    A second SIGTERM while waiting for them kills them (SIGKILL). Does nothing unless
+    ``trainer`` spawns its processes (``ddp_spawn``) and this is the main thread (the only one
+    that may install signal handlers).
     """
     launcher = trainer.strategy.launcher
     if not spawns_workers(trainer) or threading.current_thread() is not threading.main_thread():
@@ -50,8 +52,9 @@ def relay_sigterm(trainer: L.Trainer) -> Iterator[None]:
 
     def relay(signum: int, frame: FrameType | None) -> None:
         nonlocal relayed
-        if relayed:
-            return
+        if relayed:  # a second SIGTERM while waiting: stop the workers now
+            launcher.kill(signal.SIGKILL)
+            raise SIGTERMException
         relayed = True
         launcher.kill(signum)  # the workers' Lightning handlers stop after the current batch
         for process in getattr(launcher, "procs", []):
