@@ -1,11 +1,13 @@
 """How close the training pipeline gets to pure compute.
 
-    python scripts/bench_pipeline.py [--epochs 4] [--num-train 256] [hydra overrides ...]
+    python scripts/bench_pipeline.py [--epochs 4] [--num-train 256] [--augment-only]
+                                     [hydra overrides ...]
 
 End to end: the real ``train.yaml`` DataModule, LightningModule, callbacks and MLflow logging
 (a throw-away SQLite store), timed per training epoch (validation excluded) after the first.
 Pure compute: the same model, optimiser and batch size on batches already in memory.
-Prints the median samples/s of both and their ratio for each setting (target >= 0.9).
+Prints the median samples/s of both and their ratio for each setting (target >= 0.9), after the
+median time of the two augmentation forms (``data.augment_on``) on one training batch.
 """
 
 from __future__ import annotations
@@ -95,15 +97,51 @@ def pure_compute(module: L.LightningModule, batch: dict, steps: int, repeats: in
     return statistics.median(rates)
 
 
+def augmentation_cost(cfg, repeats: int = 40) -> tuple[float, float]:
+    """Median ms per training batch of the batched and the per-sample MONAI augmentation, on the
+    configured batch of finished patches (from the memory cache)."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+
+    from calcinet.data.augment import BatchAugment, augment_transforms
+
+    datamodule = instantiate(cfg.data, augment_on="device", num_workers=0)
+    images = next(iter(datamodule.train_dataloader()))["image"]
+    batched = BatchAugment(cfg.data.hu_window, **cfg.data.augment)
+    per_sample = Compose(augment_transforms(cfg.data.hu_window, **cfg.data.augment))
+    samples = [MetaTensor(image.clone()) for image in images]
+
+    def timed(step) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+
+    return (timed(lambda: batched(images)),
+            timed(lambda: [per_sample({"image": sample}) for sample in samples]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--num-train", type=int, default=256)
     parser.add_argument("--settings", nargs="*", default=DEFAULT_SETTINGS,
                         help=f"which of: {', '.join(SETTINGS)}")
+    parser.add_argument("--augment-only", action="store_true",
+                        help="only time the two augmentation forms on one batch")
     args, overrides = parser.parse_known_args()
     tuned = tune_malloc()  # as calcinet-train does; CALCINET_MALLOC_TUNING=0 to compare
     print(f"malloc tuning {'on' if tuned else 'off'}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _config([f"data.source.num_train={args.num_train}", "data.source.num_val=32",
+                       *overrides], Path(tmp) / "augment")
+        batched, per_sample = augmentation_cost(cfg)
+    print(f"augmentation of one batch of {cfg.data.batch_size}: batched (augment_on=device) "
+          f"{batched:.1f} ms, per-sample MONAI (augment_on=loader) {per_sample:.1f} ms (medians)")
+    if args.augment_only:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
