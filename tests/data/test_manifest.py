@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from calcinet.data.datamodule import CalciDataModule
-from calcinet.data.manifest import LoadManifestImaged, ManifestSource, read_image
-from calcinet.data.transforms import build_transforms
+from calcinet.data.manifest import ManifestSource
+from calcinet.data.transforms import CutPatchd, ReadVolumed, build_transforms
+from calcinet.imaging import pad_value_hu, read_volume
 from tests.data.conftest import (
     ODD_AFFINE,
     patch_rows,
@@ -87,10 +88,10 @@ def test_dicom_rescale_is_applied_by_the_reader(tmp_path: Path) -> None:
     volume[0, 0, 0] = -1000.0
     series = write_dicom_series(tmp_path / "s", volume, (0.5, 0.5), 1.0, slope=2.0,
                                 intercept=-1024.0)
-    image = read_image(series, "dicom")
-    assert image.shape == (1, 6, 5, 4)
-    assert sorted(torch.unique(image).tolist()) == [-1000.0, 40.0]
-    np.testing.assert_allclose(np.diag(image.affine.numpy())[:3], [-0.5, -0.5, 1.0])
+    image = read_volume(series)
+    assert image.shape == (6, 5, 4)
+    assert sorted(np.unique(image.array).tolist()) == [-1000.0, 40.0]
+    np.testing.assert_allclose(np.diag(image.affine)[:3], [-0.5, -0.5, 1.0])
 
 
 def _centroid(hu: np.ndarray, threshold: float) -> np.ndarray:
@@ -138,25 +139,24 @@ def test_crop_centres_the_finding_in_every_coordinate_space(space: str, tmp_path
     dim = _centroid(hu[10:, 4:11, 4:11], 700.0) + (10, 4, 4)
     np.testing.assert_allclose(dim, (11, 7, 7), atol=0.75)
     assert hu[3, 7, 7] < 100
-    # Near the border the crop is padded with air.
+    # Near the border the patch is padded with air, or the window's low end if lower (as predict).
     edge = _hu(source, records[1], patch, spacing)
-    assert edge.min() == pytest.approx(-1000.0, abs=1)
+    assert edge.min() == pytest.approx(pad_value_hu(WIDE), abs=1e-3) == -1024.0
 
 
-def test_crop_is_made_before_resampling_and_covers_the_patch(tmp_path: Path) -> None:
+def test_patch_affine_puts_the_centre_voxel_on_the_finding(tmp_path: Path) -> None:
     path, c = _scan_with_markers(tmp_path, "a.nii.gz", (20, 12, 15))
-    load = LoadManifestImaged(patch_size=(10, 10, 10), spacing=(1.0, 1.0, 1.0))
-    out = load({"image": str(path), "load": {"format": "nifti", "center": c.tolist(),
-                                             "coord_space": "voxel", "spacing": [1, 1, 1]}})
-    crop = out["image"]
-    assert "load" not in out
-    sizes = np.abs(ODD_AFFINE[:3, :3]).sum(axis=0)  # voxel sizes 0.8, 2.0, 1.2 mm
-    extent_mm = (np.asarray(crop.shape[1:]) - 1) * sizes
-    assert (extent_mm >= 10).all() and np.prod(crop.shape) < 40 * 24 * 30 / 4
-    # The crop's affine puts the centre voxel at the same world point.
-    middle = (np.asarray(crop.shape[1:]) - 1) / 2
-    np.testing.assert_allclose((crop.affine.numpy() @ [*middle, 1])[:3],
-                               (ODD_AFFINE @ [*c, 1])[:3], atol=1e-6)
+    chain = [ReadVolumed(), CutPatchd(patch_size=(10, 10, 10), spacing=(1.0, 1.0, 1.0),
+                                      pad_value=-1000.0)]
+    out = {"image": str(path), "finding": {"center": c.tolist(), "coord_space": "voxel"}}
+    for transform in chain:
+        out = transform(out)
+    patch = out["image"]
+    assert "finding" not in out and patch.shape == (1, 10, 10, 10)
+    # Patch voxel 5 (size // 2) lies within half a patch voxel of the finding's world point.
+    centre = (patch.affine.numpy() @ [5, 5, 5, 1])[:3]
+    assert np.abs(centre - (ODD_AFFINE @ [*c, 1])[:3]).max() <= 0.5
+    assert float(patch[0, 5, 5, 5]) == 3000.0
 
 
 def test_records_collate_and_keep_metadata(tmp_path: Path) -> None:
@@ -213,8 +213,8 @@ def test_image_facts_are_cached_on_size_and_mtime(tmp_path: Path,
     reads = []
     import calcinet.data.manifest as module
 
-    original = module.read_image
-    monkeypatch.setattr(module, "read_image", lambda *a, **k: reads.append(a) or original(*a, **k))
+    original = module.read_volume
+    monkeypatch.setattr(module, "read_volume", lambda *a, **k: reads.append(a) or original(*a, **k))
     ManifestSource(manifest, cache_dir=tmp_path / "cache")
     assert reads == []
     write_nifti(tmp_path / "img004.nii.gz", smooth_volume((12, 12, 12)) * np.nan)

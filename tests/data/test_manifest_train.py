@@ -47,8 +47,8 @@ def test_written_phantom_reloads_as_the_in_memory_render(tmp_path: Path) -> None
     raw = dm.source.load_transforms()[0](dict(records[0]))["image"]
     params = sample_params(int(records[0]["id"].split("-")[-1].split(".")[0]), 3, config)
     expected = RenderPhantomd(config)({"params": params})["image"]
-    np.testing.assert_allclose(raw.numpy(), expected.numpy(), atol=1e-4)
-    np.testing.assert_allclose(np.diag(raw.affine.numpy())[:3], SPACING)
+    np.testing.assert_allclose(raw.array, expected.array, atol=1e-4)
+    np.testing.assert_allclose(np.diag(raw.affine)[:3], SPACING)
 
 
 @pytest.mark.slow

@@ -90,13 +90,13 @@ def _all_problems(folder: Path) -> Path:
 
 EXPECTED = [
     "line 2, column 'path', value 'nothere.nii.gz': file not found: ",
-    "line 3, column 'path', value 'corrupt.nii.gz': cannot be read as nifti: ",
+    "line 3, column 'path', value 'corrupt.nii.gz': cannot be read as NIfTI (",
     "line 4, column 'label', value 'maybe': unknown label; expected benign, malignant, 0 or 1",
-    "line 5, column 'path', value 'flat.nii.gz': the image is 2D (shape 10x10); expected a 3D",
-    "line 6, column 'path', value 'rgb.nii.gz': the image has 3 channels (shape 3x10x10x10); "
-    "expected one",
+    "line 5, column 'path', value 'flat.nii.gz': a 2D image (shape [10, 10]); expected a 3D CT",
+    "line 6, column 'path', value 'rgb.nii.gz': image of shape [10, 10, 10, 3]; expected a 3D "
+    "volume (one channel",
     "line 7, column 'path', value 'nan.nii.gz': 1 NaN or infinite voxels; expected finite HU",
-    "line 8, column 'path', value 'unit.nii.gz': all voxels within [0, 1] (min 0",
+    "line 8, column 'path', value 'unit.nii.gz': all values within [-1, 1] (min 0",
     "looks normalised; expected HU",
     "line 9, column 'center_x', value '100': centre (100, 5, 5) voxel is outside the image "
     "(shape 20x20x20)",
@@ -106,9 +106,8 @@ EXPECTED = [
     "line 13, column 'split', value 'holdout': unknown split; expected train, val or test",
     "line 14, column 'patient_id', value '': empty; expected a patient identifier",
     "line 15, column 'center_y', value 'abc': expected a finite number",
-    "line 16, column 'coord_space', value 'ijk': expected voxel, world (RAS mm) or lps",
-    "line 17, column 'path', value 'slice.dcm': a single DICOM file is one 2D slice; expected the "
-    "folder of its series",
+    "line 16, column 'coord_space', value 'ijk': expected world (RAS mm), lps (DICOM mm) or voxel",
+    "line 17, column 'path', value 'slice.dcm': no DICOM image: not a DICOM file (",
     "line 18, column 'path', value 'positive.nii.gz': no negative values in a whole scan (min 0)",
     "patient 'P1' is in train (line 19) and val (line 21); expected all findings of a patient in "
     "one split",

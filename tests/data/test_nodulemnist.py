@@ -53,7 +53,7 @@ def test_64_cube_release_is_read_as_is(tmp_path: Path) -> None:
     record = source.records("test")[0]
     (load,) = source.load_transforms()
     image = load(dict(record))["image"]
-    assert image.shape == (1, 64, 64, 64) and "index" not in load(dict(record))
+    assert image.shape == (64, 64, 64) and "index" not in load(dict(record))
 
 
 def test_every_file_problem_is_reported(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         rows = list(csv.DictReader(handle))
     images = sorted((data / "images").glob("*.nii.gz"))
     assert [r["path"] for r in rows] == [str(p) for p in images]
-    assert list(rows[0]) == ["path", "probability", "prediction", "label"]
+    assert list(rows[0]) == ["path", "probability", "prediction", "label", "warning"]
     model = torch.jit.load(str(tiny_export.torchscript))
     threshold = tiny_export.metadata["decision"]["threshold"]
     for row, image in zip(rows, images, strict=True):
@@ -57,6 +57,7 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         assert float(row["probability"]) == pytest.approx(expected, abs=2e-6)
         assert int(row["prediction"]) == int(float(row["probability"]) >= threshold)
         assert row["label"] == ("malignant" if int(row["prediction"]) else "benign")
+        assert row["warning"] == ""  # phantom patches, like the training data: nothing to say
 
     done = run_cli(
         ["calcinet-predict", "--model", str(tiny_export.torchscript), str(data / "manifest.csv")],
@@ -64,7 +65,8 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].split() == ["path", "probability", "prediction", "label"]
+    assert done.stdout.splitlines()[0].split() == [
+        "path", "probability", "prediction", "label", "warning"]
     assert len(done.stdout.splitlines()) == 5
 
 

@@ -110,11 +110,9 @@ def test_a_bad_input_does_not_stop_the_others(probe_model: Path, tmp_path: Path)
     assert [type(r) for r in rows if not isinstance(r, Failure)] == [Prediction, Prediction]
     reasons = {f.path: f.reason for f in failures}
     assert list(reasons) == [f"{manifest}:2", str(corrupt), str(good)]  # manifests are read first
-    assert reasons[f"{manifest}:2"] == (
-        "center_x,center_y,center_z='1,2,': expected three numbers x,y,z"
-    )
+    assert reasons[f"{manifest}:2"] == "3 values for 4 columns; expected one value per column"
     assert reasons[str(corrupt)].startswith("cannot be read")
-    assert reasons[str(good)].startswith("center [99.0, 9.0, 9.0] (voxel) lies outside the image")
+    assert reasons[str(good)].startswith("centre [99.0, 9.0, 9.0] (voxel) lies outside the image")
 
 
 def test_pt2_and_torchscript_agree_on_the_exported_model(

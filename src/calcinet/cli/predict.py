@@ -16,17 +16,23 @@ from calcinet.runtime import tune_malloc
 
 EPILOG = """\
 INPUT kinds:
-  *.nii, *.nii.gz, *.nrrd, *.nhdr   a CT volume in HU with its world geometry
+  *.nii, *.nii.gz, *.nrrd, *.nhdr   a CT volume in HU with its world geometry (an NRRD
+                                    without 'space' is read as LPS, with a warning)
   *.npy                             HU in (x, y, z) axis order, RAS, voxel size --spacing
-  a DICOM series folder             HU = stored value * RescaleSlope + RescaleIntercept
+  a DICOM series folder, DICOMDIR   slices stacked by position; HU = stored value *
+  or Enhanced CT file               RescaleSlope + RescaleIntercept
   a folder                          every such file and DICOM series inside it
-  *.csv                             a manifest: column path (relative to the CSV's folder),
-                                    optional center_x,center_y,center_z,coord_space
+  *.csv                             a manifest, read as training reads it: column path
+                                    (relative to the CSV's folder), optional center_x,
+                                    center_y,center_z,coord_space or mask, spacing_x/y/z
 Each volume is oriented to RAS and resampled to the model's spacing; the patch is cut around
---center (rounded to the nearest voxel) or from the middle of the volume, and padded with air
-(-1000 HU, or the model's window low end if lower) where it leaves the scan.
+--center (rounded to the nearest voxel), around each connected component of --mask, or from
+the middle of the volume, and padded with air (-1000 HU, or the model's window low end if
+lower) where it leaves the scan: the same code as training and calcinet-evaluate.
 Coordinates are x,y,z: 'world' is RAS millimetres (NIfTI / nibabel / 3D Slicer convention),
 'lps' is DICOM patient millimetres, 'voxel' is the file's own voxel index (i,j,k).
+The 'warning' column says when an input does not look like CT in HU, or lies far from the
+intensities of the model's training patches; the row is written all the same.
 """
 
 
@@ -57,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "their own); default: the middle of the volume",
     )
     parser.add_argument(
+        "--mask",
+        type=Path,
+        metavar="MASK",
+        help="label map on the grid of the INPUT scan: one prediction per connected component, "
+        "centred on its centroid (the centre is written in world coordinates)",
+    )
+    parser.add_argument(
         "--coord-space",
         default="world",
         choices=("world", "voxel", "lps"),
@@ -66,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="CSV",
-        help="write path,probability,prediction,label here instead of printing",
+        help="write path,[component,centre,]probability,prediction,label,warning here "
+        "instead of printing",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
     parser.add_argument(
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--spacing={args.spacing!r}: expected three positive numbers (mm)")
     except ValueError as error:
         fail(error)
+    if args.mask is not None and (args.center or len(args.inputs) != 1):
+        fail(f"--mask {args.mask}: expected exactly one scan INPUT and no --center")
     if args.out is not None and not args.out.parent.is_dir():
         fail(f"--out {args.out}: folder {args.out.parent} does not exist")
     try:
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.inputs:
         fail("no INPUT given; expected volume files, DICOM folders, folders or a manifest .csv")
 
-    requests, failures = expand_inputs(args.inputs, center, args.coord_space)
+    requests, failures = expand_inputs(args.inputs, center, args.coord_space, args.mask)
     for failure in failures:
         print(f"calcinet: error: {failure.path}: {failure.reason}", file=sys.stderr)
     rows = []

@@ -17,7 +17,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from calcinet.data.augment import BatchAugment, augment_options
 from calcinet.data.splits import kfold_patient_split
-from calcinet.data.transforms import build_transforms
+from calcinet.data.transforms import PATCH_FORMAT, build_transforms
 
 CACHE_MODES = ("none", "memory", "disk")
 AUGMENT_ON = ("device", "loader")
@@ -181,7 +181,7 @@ class CalciDataModule(L.LightningDataModule):
 
     def _disk_cache_folder(self) -> Path:
         key = json.dumps([self.source.fingerprint(), self.patch_size, self.spacing,
-                          self.hu_window])
+                          self.hu_window, PATCH_FORMAT])
         return Path(self.cache_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def setup(self, stage: str | None = None) -> None:

@@ -3,11 +3,15 @@
 ``calcinet-train data=manifest data.manifest=path/to/manifest.csv`` trains on it. Columns:
 
 - ``path``: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or NumPy (``.npy``, HU,
-  axes (x, y, z)) file, or a DICOM series folder; relative to the manifest's folder or absolute;
+  axes (x, y, z)) file, a DICOM series folder, a DICOMDIR or an Enhanced (multi-frame) CT file;
+  relative to the manifest's folder or absolute; read by :func:`calcinet.imaging.read_volume`,
+  as ``calcinet-predict`` reads it;
 - ``label``: ``benign``/``malignant`` or ``0``/``1``;
 - optional ``patient_id``, ``split`` (``train``/``val``/``test``), ``center_x, center_y,
   center_z`` with ``coord_space`` (``voxel``, ``world`` = RAS mm, ``lps`` = DICOM/ITK mm),
-  ``spacing_x, spacing_y, spacing_z`` (``.npy`` only), ``id``; every other column is metadata.
+  ``mask`` (a label map on the image's grid: one finding per connected component, centred on
+  its centroid, ``id`` = path or id + ``#component``), ``spacing_x, spacing_y, spacing_z``
+  (``.npy`` only), ``id``; every other column is metadata.
 
 The whole manifest is checked when the source is built, before any training: every problem is
 reported at once (:mod:`calcinet.data.validation`). Lines in reports are 1-based CSV lines, the
@@ -21,21 +25,18 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data import MetaTensor, NibabelReader, NrrdReader, NumpyReader, PydicomReader
-from monai.transforms import BorderPad, EnsureChannelFirst, MapTransform, SpatialCrop, Transform
-from monai.transforms.io.array import switch_endianness
-from monai.utils import ImageMetaKey
+from monai.transforms import Transform
 
 from calcinet.data.splits import SPLITS, first_keeping_ratio, stratified_patient_split
+from calcinet.data.transforms import FINDING_KEY, QUANTILES_KEY, ReadVolumed
 from calcinet.data.validation import (
     DataValidationError,
     FactsCache,
@@ -44,148 +45,22 @@ from calcinet.data.validation import (
     file_stamp,
     format_report,
     image_problems,
+    image_warnings,
 )
+from calcinet.imaging import image_format, mask_findings, read_volume, to_voxel
+from calcinet.imaging.rows import CENTER, SPACING, parse_location, parse_number, read_csv
 
 log = logging.getLogger(__name__)
 
 LABELS = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
-CENTER = ("center_x", "center_y", "center_z")
-SPACING = ("spacing_x", "spacing_y", "spacing_z")
-COORD_SPACES = ("voxel", "world", "lps")
 #: Columns the source interprets; every other column is kept as metadata in the records.
-KNOWN = ("path", "label", "split", "patient_id", "coord_space", "id", *CENTER, *SPACING)
+KNOWN = ("path", "label", "split", "patient_id", "coord_space", "id", "mask", *CENTER, *SPACING)
 #: Record keys the pipeline uses itself; a manifest column may not be called so.
-RESERVED = ("image", "load", "manifest_line")
-#: Value of voxels a crop takes from outside the scan: air.
-PAD_HU = -1000.0
+RESERVED = ("image", FINDING_KEY, "npy_spacing", "manifest_line", "component", QUANTILES_KEY)
 ON_ERROR = ("raise", "skip")
 
 
-# --- reading ------------------------------------------------------------------------------------
-
-def image_format(path: Path) -> str | None:
-    """``"nifti"``, ``"nrrd"``, ``"npy"``, ``"dicom"`` (a folder) or None (unsupported)."""
-    if path.is_dir():
-        return "dicom"
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        return "nifti"
-    if name.endswith((".nrrd", ".nhdr")):
-        return "nrrd"
-    if name.endswith(".npy"):
-        return "npy"
-    return None
-
-
-def _reader(fmt: str):
-    # A fresh reader per call: PydicomReader keeps per-read state, and CacheDataset loads in
-    # threads.
-    return {"nifti": NibabelReader, "nrrd": NrrdReader, "npy": NumpyReader,
-            "dicom": PydicomReader}[fmt]()
-
-
-def read_image(path: str | Path, fmt: str, npy_spacing: Sequence[float] = (1.0, 1.0, 1.0)
-               ) -> MetaTensor:
-    """Read an image with MONAI's reader for ``fmt`` as a ``[C, X, Y, Z]`` float32 MetaTensor.
-
-    Affines are RAS (MONAI converts NRRD's and DICOM's LPS); DICOM rescale slope and intercept
-    are applied by ``PydicomReader``; a ``.npy`` array gets ``affine = diag(npy_spacing)``.
-    The reader is called directly rather than through ``LoadImage``, which would instantiate
-    every reader MONAI knows on each construction and, when the chosen one fails, retry the file
-    with all the others, burying the real error.
-    """
-    reader = _reader(fmt)
-    array, meta = reader.get_data(reader.read(str(path)))
-    meta = switch_endianness(meta, "<")
-    meta[ImageMetaKey.FILENAME_OR_OBJ] = str(path)
-    if fmt == "npy":
-        meta["affine"] = np.diag([*(float(s) for s in npy_spacing), 1.0])
-    array = np.ascontiguousarray(np.asarray(array), dtype=np.float32)
-    image = MetaTensor.ensure_torch_and_prune_meta(array, meta)
-    return EnsureChannelFirst()(image)
-
-
-def to_voxel(center: Sequence[float], coord_space: str, affine: Any) -> np.ndarray:
-    """A point as fractional voxel indices of an image with RAS ``affine``.
-
-    ``voxel``: already indices (0-based, in the loaded array's axis order); ``world``: RAS mm;
-    ``lps``: DICOM/ITK patient mm (x to the left, y to the back), i.e. RAS with x and y negated.
-    """
-    point = np.asarray(center, dtype=float)
-    if coord_space == "voxel":
-        return point
-    if coord_space == "lps":
-        point = point * np.array([-1.0, -1.0, 1.0])
-    affine = np.asarray(affine, dtype=float)
-    return np.linalg.solve(affine[:3, :3], point - affine[:3, 3])
-
-
-def crop_box(center_voxel: Sequence[float], affine: Any, patch_size: Sequence[int],
-             spacing: Sequence[float], margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel ``[start, end)`` of a box centred on the nearest voxel to ``center_voxel`` that
-    covers a ``patch_size * spacing`` mm patch in any orientation, plus ``margin`` voxels for
-    the resampler. Odd-sized, so the centre voxel is the box's centre."""
-    linear = np.asarray(affine, dtype=float)[:3, :3]
-    half_mm = np.asarray(patch_size, dtype=float) * np.asarray(spacing, dtype=float) / 2
-    # The world box's bounding box in voxels; for an oblique image also the patch laid along the
-    # voxel axes (after Orientationd, the patch is cut along the world axis nearest each one).
-    via_world = np.abs(np.linalg.inv(linear)) @ half_mm
-    nearest = np.abs(linear).argmax(axis=0)
-    along_axes = half_mm[nearest] / np.linalg.norm(linear, axis=0)
-    half = np.ceil(np.maximum(via_world, along_axes) - 1e-6).astype(int)
-    centre = np.rint(np.asarray(center_voxel, dtype=float)).astype(int)
-    return centre - half - margin, centre + half + margin + 1
-
-
-def crop_around(image: MetaTensor, center: Sequence[float], coord_space: str,
-                patch_size: Sequence[int], spacing: Sequence[float]) -> MetaTensor:
-    """Cut the box of :func:`crop_box` out of a whole scan, padding with air past its border.
-
-    MONAI's ``SpatialCrop`` and ``BorderPad`` keep the affine right, so the shared resampling
-    and the final centre crop place ``center`` in the middle of the patch (within a voxel).
-    """
-    affine = image.affine.numpy()
-    start, end = crop_box(to_voxel(center, coord_space, affine), affine, patch_size, spacing)
-    shape = np.asarray(image.shape[1:])
-    inside_start, inside_end = np.clip(start, 0, shape), np.clip(end, 0, shape)
-    inside_end = np.maximum(inside_end, inside_start)
-    crop = SpatialCrop(roi_start=inside_start.tolist(), roi_end=inside_end.tolist())(image)
-    before, after = inside_start - start, end - inside_end
-    if before.any() or after.any():
-        border = [int(v) for pair in zip(before, after, strict=True) for v in pair]
-        crop = BorderPad(spatial_border=border, mode="constant", value=PAD_HU)(crop)
-    return crop
-
-
-class LoadManifestImaged(MapTransform):
-    """Replace ``data["image"]`` (a path) by the image in HU, cut around the finding's centre when
-    the row has one. The row's reading instructions (``data["load"]``) are consumed."""
-
-    def __init__(self, patch_size: Sequence[int], spacing: Sequence[float]) -> None:
-        super().__init__(keys=["image"])
-        self.patch_size = tuple(int(s) for s in patch_size)
-        self.spacing = tuple(float(s) for s in spacing)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        load = d.pop("load")
-        image = read_image(d["image"], load["format"], load["spacing"])
-        if load["center"]:
-            image = crop_around(image, load["center"], load["coord_space"], self.patch_size,
-                                self.spacing)
-        d["image"] = image
-        return d
-
-
 # --- the manifest -------------------------------------------------------------------------------
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
 
 def _metadata_columns(rows: list[dict[str, str]], columns: Sequence[str]) -> dict[str, type]:
     """Each metadata column's type: int or float when every non-empty value is one, else str
@@ -193,7 +68,7 @@ def _metadata_columns(rows: list[dict[str, str]], columns: Sequence[str]) -> dic
     kinds = {}
     for column in columns:
         values = [r[column] for r in rows if r[column] != ""]
-        numbers = [_number(v) for v in values]
+        numbers = [parse_number(v) for v in values]
         if column == "patient_id" or not values or any(n is None for n in numbers):
             kinds[column] = str
         elif all(float(n).is_integer() for n in numbers) and len(values) == len(rows):
@@ -266,11 +141,15 @@ class ManifestSource:
         self.limits = {"train": num_train, "val": num_val, "test": num_test}
         self.facts_cache = FactsCache(cache_dir)
         self.problems: list[Problem] = []
+        #: Facts a user should hear that do not stop training (an assumed NRRD space ...).
+        self.warnings: list[Problem] = []
         self.skipped: list[Problem] = []
         self.n_rows = 0
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         self._stamps: dict[str, list[int]] = {}
         self._load()
+        if self.warnings and not self.validate_only:
+            log.warning("%s", format_report(f"{self.path} (warnings)", self.warnings))
         if self.problems and not self.validate_only:
             if on_error == "skip" and all(p in self.skipped for p in self.problems):
                 log.warning("%s\n(data.on_error=skip: these rows are left out and listed in "
@@ -287,11 +166,7 @@ class ManifestSource:
                 "path,label (data.manifest=path/to/manifest.csv)"))
             return
         try:
-            with self.path.open(newline="", encoding="utf-8-sig") as fh:
-                reader = csv.reader(fh)
-                header = [h.strip() for h in next(reader, [])]
-                raw = [(reader.line_num, values) for values in reader
-                       if any(v.strip() for v in values)]
+            header, raw = read_csv(self.path)
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             self.problems.append(Problem(f"cannot be read as CSV: {error}"))
             return
@@ -309,8 +184,7 @@ class ManifestSource:
                 continue
             rows.append((line, {h: v.strip() for h, v in zip(header, values, strict=True)}))
         self.n_rows = len(raw)
-        parsed = [self._parse_row(line, row) for line, row in rows]
-        self._check_images(parsed)
+        parsed = self._check_images([self._parse_row(line, row) for line, row in rows])
         self._check_duplicates(parsed)
         # Problems of a data row can be skipped; header problems (line 1) cannot.
         data_lines = {line for line, _ in raw}
@@ -355,24 +229,17 @@ class ManifestSource:
             self.problems.append(Problem(message, line, column, row.get(column, "")))
 
         parsed: dict[str, Any] = {"line": line, "row": row, "file": None, "format": None,
-                                  "center": [], "coord_space": "", "spacing": self.npy_spacing}
-        text = row["path"]
-        if not text:
-            problem("path", "empty; expected an image file or DICOM folder")
-        else:
-            file = Path(text).expanduser()
-            file = file if file.is_absolute() else self.path.parent / file
-            fmt = image_format(file) if file.exists() else None
-            if not file.exists():
-                problem("path", f"file not found: {file.resolve()}")
-            elif file.name.lower().endswith(".dcm"):
-                problem("path", "a single DICOM file is one 2D slice; expected the folder of its "
-                                "series")
-            elif fmt is None:
-                problem("path", "unsupported format; expected .nii, .nii.gz, .nrrd, .nhdr, .npy "
-                                "or a DICOM series folder")
-            else:
-                parsed["file"], parsed["format"] = file.resolve(), fmt
+                                  "center": [], "coord_space": "", "spacing": self.npy_spacing,
+                                  "mask": None, "component": None}
+        location, problems = parse_location(row, self.path.parent)
+        for column, message in problems:
+            problem(column, message)
+        if location is not None:
+            parsed.update(file=location.path.resolve(), format=image_format(location.path),
+                          center=list(location.center or []),
+                          coord_space=location.coord_space if location.center else "",
+                          mask=location.mask.resolve() if location.mask else None,
+                          spacing=list(location.npy_spacing or self.npy_spacing))
         label = LABELS.get(row["label"].lower())
         if label is None:
             problem("label", "unknown label; expected benign, malignant, 0 or 1")
@@ -387,69 +254,75 @@ class ManifestSource:
                                   "to keep findings of one image file together instead)")
         if "id" in row and not row["id"]:
             problem("id", "empty; expected a unique identifier")
-        if all(c in row for c in CENTER) and "coord_space" in row:
-            values = [row[c] for c in CENTER]
-            if any(values):
-                numbers = [_number(v) for v in values]
-                for column, value in zip(CENTER, numbers, strict=True):
-                    if value is None:
-                        problem(column, "expected a finite number (all three centre values, or "
-                                        "none for an image that is already the patch)")
-                space = row["coord_space"].lower()
-                if space not in COORD_SPACES:
-                    problem("coord_space", "expected voxel, world (RAS mm) or lps (DICOM mm)")
-                if None not in numbers and space in COORD_SPACES:
-                    parsed["center"], parsed["coord_space"] = numbers, space
-                else:
-                    parsed["bad_center"] = True
-        if parsed["format"] == "npy" and all(c in row for c in SPACING):
-            values = [row[c] for c in SPACING]
-            if any(values):
-                numbers = [_number(v) for v in values]
-                for column, value in zip(SPACING, numbers, strict=True):
-                    if value is None or value <= 0:
-                        problem(column, "expected a voxel size in mm > 0 (or all three empty for "
-                                        "data.npy_spacing)")
-                if all(n is not None and n > 0 for n in numbers):
-                    parsed["spacing"] = numbers
         return parsed
 
-    def _facts(self, file: Path, fmt: str, spacing: list[float]) -> ImageFacts | str:
+    def _facts(self, file: Path, spacing: list[float]) -> ImageFacts | str:
         """An image's facts (from the cache when the file is unchanged), or why it is unreadable."""
-        key = json.dumps([str(file), fmt, spacing if fmt == "npy" else None])
+        npy = image_format(file) == "npy"
+        key = json.dumps([str(file), spacing if npy else None])
         try:
             stamp = file_stamp(file)
             self._stamps[str(file)] = stamp
             cached = self.facts_cache.get(key, stamp)
             if cached is not None:
                 return cached
-            image = read_image(file, fmt, spacing)
-            facts = ImageFacts.of(image, image.affine)
-        except Exception as error:  # noqa: BLE001 - any reader failure is reported, not raised
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            return f"cannot be read as {fmt}: {type(error).__name__}: {reason}"[:300]
+            facts = ImageFacts.of(read_volume(file, tuple(spacing)))
+        except ValueError as error:  # ReadError: "<path>: <reason>; <fix>"
+            message = str(error)
+            return message[len(f"{file}: "):] if message.startswith(f"{file}: ") else message
+        except OSError as error:
+            return f"cannot be read ({error.strerror or error})"
         self.facts_cache.put(key, stamp, facts)
         return facts
 
-    def _check_images(self, parsed: list[dict[str, Any]]) -> None:
-        """Read each distinct image once (in threads) and check it for every row that uses it."""
-        wanted = {(r["file"], r["format"], tuple(r["spacing"])) for r in parsed if r["file"]}
+    def _components(self, r: dict[str, Any], facts: ImageFacts) -> list[dict[str, Any]] | str:
+        """One parsed row per connected component of the row's mask, centred on its centroid."""
+        try:
+            self._stamps[str(r["mask"])] = file_stamp(r["mask"])
+            mask = read_volume(r["mask"], tuple(r["spacing"]))
+            found = mask_findings(mask, (facts.shape, np.asarray(facts.affine)))
+        except (ValueError, OSError) as error:
+            message = str(error)
+            return message[len(f"{r['mask']}: "):] if message.startswith(f"{r['mask']}: ") \
+                else message
+        return [{**r, "center": list(f.center_world), "coord_space": "world",
+                 "component": f.component} for f in found]
+
+    def _check_images(self, parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Read each distinct image once (in threads) and check it for every row that uses it;
+        returns the rows with each mask row replaced by its findings."""
+        wanted = {(r["file"], tuple(r["spacing"])) for r in parsed if r["file"]}
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {w: pool.submit(self._facts, w[0], w[1], list(w[2])) for w in wanted}
+            futures = {w: pool.submit(self._facts, w[0], list(w[1])) for w in wanted}
             facts = {w: f.result() for w, f in futures.items()}
+        expanded = []
         for r in parsed:
             if not r["file"]:
+                expanded.append(r)
                 continue
-            found = facts[(r["file"], r["format"], tuple(r["spacing"]))]
+            found = facts[(r["file"], tuple(r["spacing"]))]
             text = r["row"]["path"]
             if isinstance(found, str):
                 self.problems.append(Problem(found, r["line"], "path", text))
+                expanded.append(r)
                 continue
-            for message in image_problems(found, whole_scan=bool(r["center"])):
+            whole_scan = bool(r["center"] or r["mask"])
+            for message in image_warnings(found, whole_scan=whole_scan):
+                self.warnings.append(Problem(message, r["line"], "path", text))
+            for message in image_problems(found, whole_scan=whole_scan):
                 self.problems.append(Problem(message, r["line"], "path", text))
-            if r["center"] and len(found.spatial_shape) == 3:
-                voxel = to_voxel(r["center"], r["coord_space"], found.affine)
-                shape = np.asarray(found.spatial_shape)
+            if r["mask"]:
+                components = self._components(r, found)
+                if isinstance(components, str):
+                    self.problems.append(Problem(components, r["line"], "mask", r["row"]["mask"]))
+                    expanded.append(r)
+                else:
+                    expanded += components
+                continue
+            expanded.append(r)
+            if r["center"]:
+                voxel = to_voxel(r["center"], r["coord_space"], np.asarray(found.affine))
+                shape = np.asarray(found.shape)
                 if (voxel < -0.5).any() or (voxel > shape - 0.5).any():
                     where = ", ".join(f"{v:g}" for v in r["center"])
                     space = "voxel" if r["coord_space"] == "voxel" else (
@@ -458,12 +331,13 @@ class ManifestSource:
                         f"centre ({where}) {space} is outside the image (shape "
                         f"{'x'.join(map(str, shape))}); expected a point inside it",
                         r["line"], "center_x", r["row"]["center_x"]))
+        return expanded
 
     def _check_duplicates(self, parsed: list[dict[str, Any]]) -> None:
         first: dict[tuple, int] = {}
         first_id: dict[str, int] = {}
         for r in parsed:
-            if r["file"] is not None and not r.get("bad_center"):
+            if r["file"] is not None:
                 key = (str(r["file"]), r["coord_space"], tuple(r["center"]))
                 if key in first:
                     what = "file and centre" if r["center"] else "file"
@@ -472,7 +346,7 @@ class ManifestSource:
                         r["line"], "path", r["row"]["path"]))
                 else:
                     first[key] = r["line"]
-            if "id" in r["row"] and r["row"]["id"]:
+            if "id" in r["row"] and r["row"]["id"] and r["component"] in (None, 1):
                 if r["row"]["id"] in first_id:
                     self.problems.append(Problem(
                         f"same id as line {first_id[r['row']['id']]}; expected unique ids",
@@ -529,10 +403,13 @@ class ManifestSource:
     def _record(self, r: dict[str, Any], split: str, kinds: dict[str, type]) -> dict[str, Any]:
         row = r["row"]
         where = ",".join(f"{v:g}" for v in r["center"])
-        record_id = row.get("id") or (
-            f"{row['path']}@{r['coord_space']}:{where}" if r["center"] else row["path"])
+        if r["component"] is not None:
+            record_id = f"{row.get('id') or row['path']}#{r['component']}"
+        else:
+            record_id = row.get("id") or (
+                f"{row['path']}@{r['coord_space']}:{where}" if r["center"] else row["path"])
         meta = {c: _cast(row[c], kind) for c, kind in kinds.items()}
-        return {
+        record = {
             "id": record_id,
             "label": int(r["label"]),
             "image": str(r["file"]),
@@ -540,9 +417,13 @@ class ManifestSource:
             **meta,
             "patient_id": row.get("patient_id") or row["path"],
             "split": split,
-            "load": {"format": r["format"], "center": list(r["center"]),
-                     "coord_space": r["coord_space"], "spacing": list(r["spacing"])},
+            "npy_spacing": list(r["spacing"]),
         }
+        if r["component"] is not None:
+            record["component"] = int(r["component"])
+        if r["center"]:
+            record[FINDING_KEY] = {"center": list(r["center"]), "coord_space": r["coord_space"]}
+        return record
 
     # -- the source interface --
 
@@ -555,7 +436,7 @@ class ManifestSource:
         return [records[i] for i in keep]
 
     def load_transforms(self) -> list[Transform]:
-        return [LoadManifestImaged(self.patch_size, self.spacing)]
+        return [ReadVolumed()]
 
     def fingerprint(self) -> str:
         """Changes with the rows, the split, the crop size and any image file's size or mtime."""
@@ -565,6 +446,7 @@ class ManifestSource:
             for record in self.records(split):
                 stamp = self._stamps.get(record["image"])
                 h.update(json.dumps([record, stamp], sort_keys=True, default=str).encode())
+        h.update(json.dumps(sorted(self._stamps.items())).encode())  # masks too
         return h.hexdigest()[:16]
 
     def write_artifacts(self, folder: Path) -> list[Path]:
@@ -602,15 +484,19 @@ class ManifestSource:
         return format_report(str(self.path), self.problems, self.n_rows, footer)
 
     def validation_report(self) -> str:
-        """The full problem report, or a one-line summary of a clean manifest."""
+        """The full problem report, or a one-line summary of a clean manifest; then the
+        warnings, one line each."""
         if self.problems:
-            return self._report()
-        counts = []
-        for split in SPLITS:
-            c = Counter(r["label"] for r in self._records[split])
-            counts.append(f"{split} {c[0]} benign / {c[1]} malignant")
-        total = sum(len(v) for v in self._records.values())
-        return f"{self.path}: no problems; {total} findings ({', '.join(counts)})"
+            report = self._report()
+        else:
+            counts = []
+            for split in SPLITS:
+                c = Counter(r["label"] for r in self._records[split])
+                counts.append(f"{split} {c[0]} benign / {c[1]} malignant")
+            total = sum(len(v) for v in self._records.values())
+            report = f"{self.path}: no problems; {total} findings ({', '.join(counts)})"
+        ordered = sorted(self.warnings, key=lambda p: (p.line is None, p.line or 0))
+        return "\n".join([report, *(f"  warning: {w}" for w in ordered)])
 
 
 def check_main(argv: Sequence[str] | None = None) -> int:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from calcinet.data.splits import SPLITS, first_keeping_ratio
 from calcinet.data.validation import DataValidationError, Problem, format_report
+from calcinet.imaging import Volume
 
 SIDES = (28, 64)
 
@@ -41,8 +40,8 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 class NoduleImaged(MapTransform):
-    """Replace ``data["index"]`` of split ``data["split"]`` by ``data["image"]``: ``[1, X, Y, Z]``
-    float32 MetaTensor of the file's 0-255 values, affine ``diag(file_spacing)``."""
+    """Replace ``data["index"]`` of split ``data["split"]`` by ``data["image"]``: a
+    :class:`~calcinet.imaging.Volume` of the file's 0-255 values, affine ``diag(file_spacing)``."""
 
     def __init__(self, path: str | Path, file_spacing: float = 1.0) -> None:
         super().__init__(keys=["index"])
@@ -53,9 +52,8 @@ class NoduleImaged(MapTransform):
         d = dict(data)
         index = int(d.pop("index"))
         volume = _arrays(self.path, _stamp(Path(self.path)))[f"{d['split']}_images"][index]
-        array = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
-        affine = torch.from_numpy(np.diag([self.file_spacing] * 3 + [1.0]))
-        d["image"] = MetaTensor(array, affine=affine)
+        array = np.ascontiguousarray(volume, dtype=np.float32)
+        d["image"] = Volume(array, np.diag([self.file_spacing] * 3 + [1.0]))
         return d
 
 

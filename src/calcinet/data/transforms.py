@@ -1,10 +1,14 @@
-"""MONAI dictionary-transform chains.
+"""MONAI dictionary-transform chains around :mod:`calcinet.imaging`.
 
 A chain has three parts:
 
-1. the *load* stage, which comes from the record source (render the phantom, or read a file);
-2. the deterministic *prepare* stage shared by every source: orient to RAS, resample to the
-   configured spacing, window the HU values to ``[0, 1]``, pad/crop to the patch size;
+1. the *load* stage, which comes from the record source and puts a
+   :class:`~calcinet.imaging.Volume` (HU + voxel-to-RAS affine) in ``data["image"]``: render the
+   phantom, read a file (:class:`ReadVolumed`), take an array out of an ``.npz``;
+2. the deterministic *prepare* stage shared by every source: :class:`CutPatchd` cuts the patch
+   with :func:`calcinet.imaging.cut_patch` (the very function ``calcinet-predict`` uses, so a
+   finding gives the same patch in training, evaluation and inference), then the HU window maps
+   it to ``[0, 1]``;
 3. the random *augment* stage (:mod:`calcinet.data.augment`), on the training split only and only
    when augmentation runs per sample in the loader (``data.augment_on=loader``).
 
@@ -17,36 +21,36 @@ Tensors follow MONAI's layout: ``[C, X, Y, Z]`` in RAS orientation, so ``patch_s
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MapTransform,
-    Orientationd,
-    ResizeWithPadOrCropd,
-    ScaleIntensityRanged,
-    Spacingd,
-    Transform,
-)
+from monai.transforms import Compose, EnsureTyped, MapTransform, ScaleIntensityRanged, Transform
 
 from calcinet.data.augment import augment_transforms
 from calcinet.data.phantom import PhantomConfig, render
+from calcinet.imaging import Volume, cut_patch, hu_quantiles, pad_value_hu, read_volume
+
+#: Changes whenever the prepared samples would (the disk cache is keyed on it): 2 = patches cut
+#: by :func:`calcinet.imaging.cut_patch`.
+PATCH_FORMAT = 2
+#: Record key of a finding's centre: ``{"center": [x, y, z], "coord_space": ...}`` or absent.
+FINDING_KEY = "finding"
+#: Key of a sample's HU quantiles (:func:`calcinet.imaging.hu_quantiles`), kept for the model's
+#: intensity profile.
+QUANTILES_KEY = "hu_quantiles"
 
 
-def phantom_to_metatensor(volume_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> MetaTensor:
-    """Wrap a phantom volume (``[z, y, x]``, HU) as a ``[1, x, y, z]`` MetaTensor in RAS.
-
-    The transpose puts the phantom in the layout MONAI's readers give a NIfTI file written with
-    ``affine = diag(spacing)``, so rendered and materialised samples are the same tensor.
-    """
-    array = np.ascontiguousarray(volume_zyx.transpose(2, 1, 0), dtype=np.float32)[None]
-    affine = np.diag([*map(float, spacing_xyz), 1.0])
-    return MetaTensor(torch.from_numpy(array), affine=torch.from_numpy(affine))
+def phantom_volume(volume_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> Volume:
+    """A phantom volume (``[z, y, x]``, HU) as a RAS :class:`Volume` of voxel size
+    ``spacing_xyz`` (the layout a NIfTI file written with ``affine = diag(spacing)`` reads as)."""
+    array = np.ascontiguousarray(volume_zyx.transpose(2, 1, 0), dtype=np.float32)
+    return Volume(array, np.diag([*map(float, spacing_xyz), 1.0]))
 
 
 class RenderPhantomd(MapTransform):
@@ -68,21 +72,91 @@ class RenderPhantomd(MapTransform):
         d = dict(data)
         params = d.pop(self.params_key)
         spacing_xyz = tuple(reversed(self.config.spacing))
-        d[self.image_key] = phantom_to_metatensor(render(params, self.config), spacing_xyz)
+        d[self.image_key] = phantom_volume(render(params, self.config), spacing_xyz)
+        return d
+
+
+class ReadVolumed(MapTransform):
+    """Replace ``data["image"]`` (a path) by the :class:`Volume` :func:`read_volume` reads.
+
+    Findings of one scan usually follow each other in a manifest: the last ``keep`` scans read are
+    kept (keyed on path, size and modification time), so a scan with ten findings is read once
+    while the cache fills.
+
+    Args:
+        npy_spacing_key: record key of the voxel size (mm) of an ``.npy`` file.
+        keep: how many whole volumes to keep in memory.
+    """
+
+    def __init__(self, npy_spacing_key: str = "npy_spacing", keep: int = 2) -> None:
+        super().__init__(keys=["image"])
+        self.npy_spacing_key = npy_spacing_key
+        self.keep = int(keep)
+        self._kept: OrderedDict[tuple, Volume] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, path: str | Path, npy_spacing: Sequence[float]) -> Volume:
+        stat = Path(path).stat()
+        key = (str(path), tuple(float(s) for s in npy_spacing), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        volume = read_volume(path, tuple(float(s) for s in npy_spacing))
+        with self._lock:
+            self._kept[key] = volume
+            while len(self._kept) > self.keep:
+                self._kept.popitem(last=False)
+        return volume
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        d["image"] = self.read(d["image"], d.pop(self.npy_spacing_key, (1.0, 1.0, 1.0)))
+        return d
+
+    def __getstate__(self) -> dict[str, Any]:  # loader workers get an empty memory and a new lock
+        state = dict(self.__dict__)
+        state["_kept"], state["_lock"] = OrderedDict(), None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class CutPatchd(MapTransform):
+    """``data["image"]`` (a :class:`Volume`) -> the ``[1, X, Y, Z]`` HU patch as a MetaTensor
+    (affine: patch voxel -> RAS mm), cut by :func:`calcinet.imaging.cut_patch` around
+    ``data["finding"]`` when the record has one, else from the middle of the volume.
+
+    Also sets ``data["hu_quantiles"]`` (float32 ``[3]``) for the model's intensity profile.
+    """
+
+    def __init__(self, patch_size: Sequence[int], spacing: Sequence[float],
+                 pad_value: float) -> None:
+        super().__init__(keys=["image"])
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.pad_value = float(pad_value)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        finding = d.pop(FINDING_KEY, None) or {}
+        patch = cut_patch(d["image"], self.patch_size, self.spacing, finding.get("center"),
+                          finding.get("coord_space", "world"), self.pad_value)
+        d["image"] = MetaTensor(patch.values, affine=torch.from_numpy(patch.affine))
+        d[QUANTILES_KEY] = torch.from_numpy(hu_quantiles(patch.values).astype(np.float32))
         return d
 
 
 def prepare_transforms(
     patch_size: Sequence[int], spacing: Sequence[float], hu_window: Sequence[float]
 ) -> list[Transform]:
-    """Orient, resample, window and pad/crop: the deterministic part of every chain."""
+    """Cut the patch and window it: the deterministic part of every chain."""
     low, high = (float(v) for v in hu_window)
     return [
-        Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Spacingd(keys="image", pixdim=tuple(float(s) for s in spacing), mode="bilinear"),
+        CutPatchd(patch_size, spacing, pad_value_hu((low, high))),
         ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
-        ResizeWithPadOrCropd(keys="image", spatial_size=tuple(int(s) for s in patch_size),
-                             mode="constant", value=0.0),
     ]
 
 

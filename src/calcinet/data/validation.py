@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,7 @@ import numpy as np
 import torch
 
 from calcinet.files import atomic_write
-
-#: Lowest and highest values a CT image in HU can hold: 16-bit storage with the usual
-#: intercept of -1024 spans -1024..64511; scanners pad outside the field of view with -3024.
-HU_MIN, HU_MAX = -4096.0, 65535.0
+from calcinet.imaging import Volume, hu_quantiles, intensity_problems, intensity_warnings
 
 
 class DataValidationError(ValueError):
@@ -64,68 +61,46 @@ def format_report(name: str, problems: Sequence[Problem], rows: int | None = Non
 
 @dataclass
 class ImageFacts:
-    """What the checks need to know about an image, as read by the training loader.
+    """What the checks need to know about an image, as :func:`calcinet.imaging.read_volume`
+    reads it for training and inference alike.
 
-    ``shape`` is the loaded tensor's ``[C, *spatial]``; ``affine`` maps voxel indices to RAS mm;
-    ``low``/``high`` are the finite minimum and maximum; ``nonfinite`` counts NaN and inf voxels.
+    ``shape`` is the volume's ``[X, Y, Z]`` in the file's voxel order; ``affine`` maps voxel
+    indices to RAS mm; ``low``/``high`` are the finite minimum and maximum, ``quantiles`` the
+    :func:`calcinet.imaging.hu_quantiles`; ``nonfinite`` counts NaN and inf voxels; ``warnings``
+    are the reader's notes (an assumed NRRD space, for instance).
     """
 
     shape: list[int]
     affine: list[list[float]]
     low: float
     high: float
+    quantiles: list[float]
     nonfinite: int
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, image: torch.Tensor, affine: Any) -> ImageFacts:
-        values = image.as_tensor() if hasattr(image, "as_tensor") else image
+    def of(cls, volume: Volume) -> ImageFacts:
+        values = torch.from_numpy(volume.array)
         finite = torch.isfinite(values)
         nonfinite = int(values.numel() - int(finite.sum()))
         kept = values[finite] if nonfinite else values
         low = float(kept.min()) if kept.numel() else float("nan")
         high = float(kept.max()) if kept.numel() else float("nan")
-        affine = np.asarray(affine, dtype=float).tolist()
-        return cls(list(values.shape), affine, low, high, nonfinite)
-
-    @property
-    def spatial_shape(self) -> list[int]:
-        return self.shape[1:]
+        return cls(list(volume.shape), np.asarray(volume.affine, float).tolist(), low, high,
+                   hu_quantiles(kept).tolist(), nonfinite, list(volume.warnings))
 
 
 def image_problems(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
     """What is wrong with an image for training on CT patches in HU (empty when nothing is)."""
-    shape = "x".join(str(s) for s in facts.spatial_shape)
-    spatial = facts.spatial_shape
     found: list[str] = []
-    if len(spatial) == 2 or (len(spatial) == 3 and min(spatial) == 1):
-        found.append(f"the image is 2D (shape {shape}); expected a 3D volume")
-    elif len(spatial) != 3:
-        found.append(f"the image has {len(spatial)} spatial dimensions (shape {shape}); "
-                     "expected a 3D volume")
-    if facts.shape[0] != 1:
-        found.append(f"the image has {facts.shape[0]} channels (shape {facts.shape[0]}x{shape}); "
-                     "expected one (a single CT volume, not a time series or RGB)")
-    affine = np.asarray(facts.affine, dtype=float)
-    if len(spatial) == 3 and (not np.isfinite(affine).all()
-                              or abs(np.linalg.det(affine[:3, :3])) < 1e-9):
-        found.append(f"the voxel-to-world affine {affine[:3].round(4).tolist()} is singular; "
-                     "expected the voxel size and orientation in the header")
     if facts.nonfinite:
         found.append(f"{facts.nonfinite} NaN or infinite voxels; expected finite HU everywhere")
-    low, high = facts.low, facts.high
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return found
-    if low >= 0.0 and high <= 1.0:
-        found.append(f"all voxels within [0, 1] (min {low:g}, max {high:g}): the image looks "
-                     "normalised; expected HU (air -1000, water 0, bone above 300), so give the "
-                     "original CT values")
-    elif low < HU_MIN or high > HU_MAX:
-        found.append(f"values from {low:g} to {high:g} cannot be HU; expected "
-                     f"{HU_MIN:g}..{HU_MAX:g}")
-    elif whole_scan and low >= 0.0:
-        found.append(f"no negative values in a whole scan (min {low:g}): air should be about "
-                     "-1000 HU; was the rescale intercept applied when it was converted?")
-    return found
+    return found + intensity_problems(facts.low, facts.high, whole_scan)
+
+
+def image_warnings(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
+    """What looks wrong without being certainly wrong: the reader's notes, then the values."""
+    return [*facts.warnings, *intensity_warnings(facts.quantiles, whole_scan)]
 
 
 def file_stamp(path: Path) -> list[int]:
@@ -145,7 +120,7 @@ class FactsCache:
     ``folder=None`` keeps nothing.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, folder: str | os.PathLike | None) -> None:
         self.file = Path(folder) / "image_facts.json" if folder else None

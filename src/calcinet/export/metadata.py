@@ -17,13 +17,8 @@ import torch
 
 from calcinet import __version__
 from calcinet.export.checkpoint import CheckpointInfo, plain
-from calcinet.inference.metadata import (
-    FORMAT,
-    FORMAT_VERSION,
-    INPUT_LAYOUT,
-    ORIENTATION,
-    pad_value_hu,
-)
+from calcinet.imaging import pad_value_hu
+from calcinet.inference.metadata import FORMAT, FORMAT_VERSION, INPUT_LAYOUT, ORIENTATION
 
 
 def file_sha256(path: Path) -> str:
@@ -56,6 +51,7 @@ def build_metadata(
             "spacing_mm": list(info.spacing),
             "units": "HU",
             "pad_value_hu": pad_value_hu((low, high)),
+            "intensity_profile": plain(run.get("input_profile") or {}),
             "description": (
                 f"Raw Hounsfield units, not windowed: N patches of 1 channel, {x}x{y}x{z} voxels "
                 f"along (x, y, z) at {info.spacing} mm, voxel axes in RAS orientation (first axis "

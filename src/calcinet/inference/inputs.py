@@ -1,9 +1,10 @@
-"""Turn the command line's INPUTs into a list of patch requests (one per prediction row).
+"""Turn the command line's INPUTs into findings to predict (one prediction row each).
 
-An INPUT is a volume file (NIfTI, NRRD, NumPy), a DICOM series folder, a folder of such files or
-series, or a manifest CSV: column ``path`` (relative to the CSV's folder, or absolute) and
-optional ``center_x, center_y, center_z, coord_space`` columns. A problem with one INPUT or one
-manifest row becomes a :class:`Failure` and never stops the others.
+An INPUT is a volume file (NIfTI, NRRD, NumPy), a DICOM series folder, a DICOMDIR or an Enhanced
+CT file, a folder of such inputs, or a manifest CSV read by :mod:`calcinet.imaging.rows` exactly
+as training reads it (``path``, optional ``center_x, center_y, center_z, coord_space``, ``mask``,
+``spacing_x, spacing_y, spacing_z``). A problem with one INPUT or one manifest row becomes a
+:class:`Failure` and never stops the others.
 """
 
 from __future__ import annotations
@@ -14,19 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from calcinet.inference.patches import COORD_SPACES
-from calcinet.inference.readers import VOLUME_SUFFIXES, has_suffix, is_dicom_folder
-
-CENTER_COLUMNS = ("center_x", "center_y", "center_z")
-
-
-@dataclass(frozen=True)
-class PatchRequest:
-    """One prediction to make: which volume, and where (``center`` None: the middle)."""
-
-    path: Path
-    center: tuple[float, float, float] | None = None
-    coord_space: str = "world"
+from calcinet.imaging.geometry import VOLUME_SUFFIXES, check_space, has_suffix, is_dicom_file
+from calcinet.imaging.rows import Location, parse_location, read_csv
 
 
 @dataclass(frozen=True)
@@ -49,11 +39,11 @@ def parse_center(text: str, what: str = "--center") -> tuple[float, float, float
     return values  # type: ignore[return-value]
 
 
-def _check_space(coord_space: str, what: str) -> str:
-    space = coord_space.strip().lower()
-    if space not in COORD_SPACES:
-        raise ValueError(f"{what}={coord_space!r}: expected one of {', '.join(COORD_SPACES)}")
-    return space
+def _is_series(folder: Path) -> bool:
+    """A folder holding DICOM files (a series, or the root of a DICOMDIR tree)."""
+    return folder.is_dir() and any(
+        p.is_file() and (p.name.upper() == "DICOMDIR" or has_suffix(p, (".dcm",))
+                         or is_dicom_file(p)) for p in folder.iterdir())
 
 
 def _folder_entries(folder: Path) -> list[Path]:
@@ -63,80 +53,64 @@ def _folder_entries(folder: Path) -> list[Path]:
         if entry.is_file() and has_suffix(entry, VOLUME_SUFFIXES):
             entries.append(entry)
         elif entry.is_dir():
-            if is_dicom_folder(entry):
-                entries.append(entry)
-            else:
-                entries.extend(_folder_entries(entry))
+            entries += [entry] if _is_series(entry) else _folder_entries(entry)
     return entries
 
 
-def read_manifest(manifest: Path, default_space: str) -> tuple[list[PatchRequest], list[Failure]]:
-    """Rows of a manifest CSV as requests; a bad row is a failure naming the row and column."""
+def read_manifest(manifest: Path, default_space: str) -> tuple[list[Location], list[Failure]]:
+    """Rows of a manifest CSV as findings; a bad row is a failure naming the line and column."""
     try:
-        with manifest.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-            columns = rows[0].keys() if rows else []
+        header, rows = read_csv(manifest)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return [], [Failure(str(manifest), f"cannot be read as a CSV manifest ({error})")]
-    if "path" not in columns:
-        return [], [
-            Failure(
-                str(manifest),
-                f"manifest columns {sorted(columns)}; expected a "
-                "'path' column (and optional center_x,center_y,center_z,coord_space)",
-            )
-        ]
-    requests: list[PatchRequest] = []
+    if "path" not in header:
+        return [], [Failure(str(manifest), f"manifest columns {header}; expected a 'path' "
+                            "column (and optional center_x,center_y,center_z,coord_space or mask)")]
+    found: list[Location] = []
     failures: list[Failure] = []
-    for number, row in enumerate(rows, start=2):  # line 1 is the header
-        where = f"{manifest}:{number}"
-        value = (row.get("path") or "").strip()
-        if not value:
-            failures.append(Failure(where, "empty 'path'"))
+    for line, values in rows:
+        where = f"{manifest}:{line}"
+        if len(values) != len(header):
+            failures.append(Failure(where, f"{len(values)} values for {len(header)} columns; "
+                                    "expected one value per column"))
             continue
-        path = Path(value) if Path(value).is_absolute() else manifest.parent / value
-        cells = [(row.get(c) or "").strip() for c in CENTER_COLUMNS]
-        try:
-            space = _check_space(row.get("coord_space") or default_space, "coord_space")
-            center = None
-            if any(cells):
-                center = parse_center(",".join(cells), "center_x,center_y,center_z")
-        except ValueError as error:
-            failures.append(Failure(where, str(error)))
-            continue
-        requests.append(PatchRequest(path, center, space))
-    return requests, failures
+        row = {h: v.strip() for h, v in zip(header, values, strict=True)}
+        location, problems = parse_location(row, manifest.parent, default_space)
+        if location is None:
+            failures += [Failure(where, f"column {column!r}: {message}")
+                         for column, message in problems]
+        else:
+            found.append(location)
+    return found, failures
 
 
 def expand_inputs(
     inputs: Sequence[str | Path],
     center: tuple[float, float, float] | None = None,
     coord_space: str = "world",
-) -> tuple[list[PatchRequest], list[Failure]]:
-    """Every INPUT as requests (folders expanded, manifests read), plus the inputs that failed.
+    mask: str | Path | None = None,
+) -> tuple[list[Location], list[Failure]]:
+    """Every INPUT as findings (folders expanded, manifests read), plus the inputs that failed.
 
-    ``center`` / ``coord_space`` apply to every volume given directly; manifest rows bring their
-    own (``coord_space`` is the default of a row without one).
+    ``center`` / ``coord_space`` / ``mask`` apply to every volume given directly; manifest rows
+    bring their own (``coord_space`` is the default of a row without one).
     """
-    space = _check_space(coord_space, "--coord-space")
-    requests: list[PatchRequest] = []
+    space = check_space(coord_space, "--coord-space")
+    found: list[Location] = []
     failures: list[Failure] = []
+    mask_path = Path(mask) if mask is not None else None
     for item in inputs:
         path = Path(item)
         if path.is_file() and path.suffix.lower() == ".csv":
-            found, failed = read_manifest(path, space)
-            requests += found
+            rows, failed = read_manifest(path, space)
+            found += rows
             failures += failed
-        elif path.is_dir() and not is_dicom_folder(path):
+        elif path.is_dir() and not _is_series(path):
             entries = _folder_entries(path)
             if not entries:
-                failures.append(
-                    Failure(
-                        str(path),
-                        "folder holds no .nii/.nii.gz/.nrrd/.nhdr/.npy file and no DICOM series",
-                    )
-                )
-            requests += [PatchRequest(entry, center, space) for entry in entries]
-        else:  # a volume or a DICOM folder; a missing or unknown file fails when it is read
-            requests.append(PatchRequest(path, center, space))
-    return requests, failures
+                failures.append(Failure(str(path), "folder holds no .nii/.nii.gz/.nrrd/.nhdr/.npy "
+                                        "file and no DICOM series"))
+            found += [Location(entry, center, space, mask_path) for entry in entries]
+        else:  # a volume or a DICOM input; a missing or unknown file fails when it is read
+            found.append(Location(path, center, space, mask_path))
+    return found, failures

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from calcinet.imaging.geometry import pad_value_hu
+
 #: Name of the extra file inside the TorchScript archive (``_extra_files``) and the ``.pt2``.
 METADATA_FILE = "metadata.json"
 #: Identifies the metadata layout; bump when a field changes meaning.
@@ -19,21 +21,8 @@ FORMAT_VERSION = 1
 #: Tensor layout of the model input: batch, channel, then the RAS voxel axes.
 INPUT_LAYOUT = "N,C,X,Y,Z"
 ORIENTATION = "RAS"
-#: HU of air, the value used for voxels outside the scan (see :func:`pad_value_hu`).
-AIR_HU = -1000.0
-
-
 class MetadataError(ValueError):
     """Metadata that is missing, unreadable or of another format; the message names the field."""
-
-
-def pad_value_hu(hu_window: tuple[float, float]) -> float:
-    """HU written where a patch reaches outside the scan: air, or the window's low end if lower.
-
-    Training pads *after* windowing with 0, the value of every HU at or below the window's low
-    end; padding with air (or lower) in HU therefore gives the model exactly what it was trained on.
-    """
-    return min(AIR_HU, float(hu_window[0]))
 
 
 @dataclass(frozen=True)
@@ -49,6 +38,9 @@ class ModelInfo:
     target_sensitivity: float | None
     pad_value_hu: float
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: HU quantiles of the training patches (:func:`calcinet.imaging.intensity_profile`); empty
+    #: for models exported before it was recorded.
+    intensity_profile: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _field(doc: dict[str, Any], dotted: str, source: str) -> Any:
@@ -143,6 +135,7 @@ def parse_metadata(text: str | bytes, source: str = "model") -> ModelInfo:
         threshold_at_sensitivity=thresholds[1],
         target_sensitivity=None if target is None else float(target),
         pad_value_hu=float(pad),
+        intensity_profile=dict(doc.get("input", {}).get("intensity_profile") or {}),
         raw=doc,
     )
 

@@ -1,32 +1,50 @@
-"""Batch patch requests through an exported model and write the rows (CSV or a table)."""
+"""Batch findings through an exported model and write the rows (CSV or a table).
+
+Each finding's patch is cut by :func:`calcinet.imaging.cut_patch` from the volume
+:func:`calcinet.imaging.read_volume` reads, the very functions training and evaluation use.
+Every row carries a ``warning``: what the reader assumed (an NRRD without ``space``), values that
+do not look like CT in HU, and an input far from the intensity profile of the model's training
+patches. A row with a warning is still written.
+"""
 
 from __future__ import annotations
 
 import csv
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import torch
 
-from calcinet.inference.inputs import Failure, PatchRequest
+from calcinet.imaging import (
+    Volume,
+    cut_patch,
+    hu_quantiles,
+    intensity_problems,
+    intensity_warnings,
+    mask_findings,
+    profile_warnings,
+    read_volume,
+)
+from calcinet.imaging.rows import Location
+from calcinet.inference.inputs import Failure
 from calcinet.inference.model import ExportedModel
-from calcinet.inference.patches import PatchError, cut_patch
-from calcinet.inference.readers import ReadError, Volume, read_volume
 
 THRESHOLDS = ("operating", "sensitivity")
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One output row: the malignancy probability of a patch and the decision at the threshold."""
+    """One output row: the malignancy probability of a finding's patch and the decision."""
 
-    request: PatchRequest
+    request: Location
     probability: float
     prediction: int
     label: str
+    warnings: tuple[str, ...] = ()
 
 
 def resolve_threshold(model: ExportedModel, choice: str | float = "operating") -> float:
@@ -47,43 +65,89 @@ def resolve_threshold(model: ExportedModel, choice: str | float = "operating") -
     return value
 
 
-def _load_patches(
-    requests: Iterable[PatchRequest], model: ExportedModel, npy_spacing: Sequence[float]
-) -> Iterator[tuple[PatchRequest, torch.Tensor] | Failure]:
-    """Each request's HU patch, or its failure; consecutive rows of one scan read it once."""
+@dataclass
+class _Scan:
+    """A volume read once for all its findings, with its value summary."""
+
+    volume: Volume
+    low: float
+    high: float
+    quantiles: np.ndarray
+
+    @classmethod
+    def read(cls, location: Location, npy_spacing: Sequence[float]) -> _Scan:
+        volume = read_volume(location.path, tuple(location.npy_spacing or npy_spacing))
+        finite = volume.array[np.isfinite(volume.array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan,) * 2
+        return cls(volume, low, high, hu_quantiles(volume.array))
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """The message without its leading ``"<path>: "`` (the row names the path already)."""
+    text = str(error) or type(error).__name__
+    prefix = f"{path}: "
+    if text.startswith(prefix):
+        return text[len(prefix):]
+    if isinstance(error, ValueError):  # ReadError, PatchError, MaskError name what they need
+        return text
+    return f"unexpected {type(error).__name__}: {text}"
+
+
+def _findings(location: Location, scan: _Scan) -> list[Location]:
+    """The location itself, or one located finding per connected component of its mask."""
+    if location.mask is None:
+        return [location]
+    try:
+        mask = read_volume(location.mask)
+        found = mask_findings(mask, (scan.volume.shape, scan.volume.affine))
+    except ValueError as error:
+        raise ValueError(f"mask {location.mask}: {str(error).removeprefix(f'{location.mask}: ')}"
+                         ) from None
+    return [replace(location, center=f.center_world, coord_space="world", component=f.component,
+                    id=f"{location.id}#{f.component}" if location.id else None) for f in found]
+
+
+def load_patches(
+    requests: Iterable[Location], model: ExportedModel, npy_spacing: Sequence[float]
+) -> Iterator[tuple[Location, torch.Tensor, tuple[str, ...]] | Failure]:
+    """Each finding with its ``[1, X, Y, Z]`` HU patch and warnings, or its failure; consecutive
+    rows of one scan read it once. Any error stays with its input: the others still run."""
     info = model.info
-    cached: tuple[Path, Volume | ReadError] | None = None
+    cached: tuple[tuple, _Scan | Exception] | None = None
     for request in requests:
+        key = (request.path, request.npy_spacing or tuple(npy_spacing))
         try:
-            if cached is None or cached[0] != request.path:
+            if cached is None or cached[0] != key:
                 try:
-                    cached = (request.path, read_volume(request.path, tuple(npy_spacing)))
-                except ReadError as error:
-                    cached = (request.path, error)
-            volume = cached[1]
-            if isinstance(volume, ReadError):
-                raise volume
-            patch = cut_patch(
-                volume,
-                info.patch_size,
-                info.spacing,
-                request.center,
-                request.coord_space,
-                info.pad_value_hu,
-            )
-        except (ReadError, PatchError) as error:
-            reason = str(error)
-            prefix = f"{request.path}: "
-            yield Failure(
-                str(request.path), reason[len(prefix) :] if reason.startswith(prefix) else reason
-            )
+                    cached = (key, _Scan.read(request, npy_spacing))
+                except Exception as error:  # noqa: BLE001 - reported on the input's own line
+                    cached = (key, error)
+            scan = cached[1]
+            if isinstance(scan, Exception):
+                raise scan
+            found = _findings(request, scan)
+        except Exception as error:  # noqa: BLE001
+            yield Failure(str(request.path), _reason(error, request.path))
             continue
-        yield request, patch
+        whole_scan = request.center is not None or request.mask is not None
+        scan_warnings = [*scan.volume.warnings,
+                         *intensity_problems(scan.low, scan.high, whole_scan),
+                         *intensity_warnings(scan.quantiles, whole_scan)]
+        for finding in found:
+            try:
+                patch = cut_patch(scan.volume, info.patch_size, info.spacing, finding.center,
+                                  finding.coord_space, info.pad_value_hu)
+            except Exception as error:  # noqa: BLE001
+                yield Failure(str(finding.path), _reason(error, finding.path))
+                continue
+            warnings = scan_warnings + profile_warnings(hu_quantiles(patch.values),
+                                                        info.intensity_profile)
+            yield finding, patch.values, tuple(warnings)
 
 
 def predict(
     model: ExportedModel,
-    requests: Iterable[PatchRequest],
+    requests: Iterable[Location],
     batch_size: int = 16,
     threshold: float | None = None,
     npy_spacing: Sequence[float] = (1.0, 1.0, 1.0),
@@ -93,16 +157,16 @@ def predict(
         raise ValueError(f"--batch-size={batch_size}: expected a positive integer")
     threshold = model.info.threshold if threshold is None else threshold
     names = model.info.class_names
-    pending: list[tuple[PatchRequest, torch.Tensor]] = []
+    pending: list[tuple[Location, torch.Tensor, tuple[str, ...]]] = []
 
     def flush() -> Iterator[Prediction]:
-        probabilities = model(torch.stack([patch for _, patch in pending])).tolist()
-        for (request, _), probability in zip(pending, probabilities, strict=True):
+        probabilities = model(torch.stack([patch for _, patch, _ in pending])).tolist()
+        for (request, _, warnings), probability in zip(pending, probabilities, strict=True):
             decision = int(probability >= threshold)
-            yield Prediction(request, float(probability), decision, names[decision])
+            yield Prediction(request, float(probability), decision, names[decision], warnings)
         pending.clear()
 
-    for item in _load_patches(requests, model, npy_spacing):
+    for item in load_patches(requests, model, npy_spacing):
         if isinstance(item, Failure):
             yield item
             continue
@@ -114,27 +178,34 @@ def predict(
 
 
 def _columns(rows: Sequence[Prediction]) -> list[str]:
+    with_id = any(r.request.id is not None for r in rows)
     with_center = any(r.request.center is not None for r in rows)
+    with_component = any(r.request.component is not None for r in rows)
     centre = ["center_x", "center_y", "center_z", "coord_space"] if with_center else []
-    return ["path", *centre, "probability", "prediction", "label"]
+    return [*(["id"] if with_id else []), "path", *(["component"] if with_component else []),
+            *centre, "probability", "prediction", "label", "warning"]
 
 
 def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
     center = row.request.center
     cells = {
+        "id": row.request.id or "",
         "path": str(row.request.path),
+        "component": "" if row.request.component is None else str(row.request.component),
         "probability": f"{row.probability:.6f}",
         "prediction": str(row.prediction),
         "label": row.label,
         "coord_space": row.request.coord_space if center is not None else "",
+        "warning": "; ".join(row.warnings),
     }
     for axis, name in enumerate(("center_x", "center_y", "center_z")):
-        cells[name] = "" if center is None else f"{center[axis]:g}"
+        cells[name] = "" if center is None else f"{center[axis]:.10g}"
     return {c: cells[c] for c in columns}
 
 
 def write_csv(rows: Sequence[Prediction], path: Path) -> None:
-    """``path,[center_x,center_y,center_z,coord_space,]probability,prediction,label``."""
+    """``[id,]path,[component,][center_x,center_y,center_z,coord_space,]probability,prediction,
+    label,warning``: ``id`` when the manifest has one, ``component`` with a mask."""
     columns = _columns(rows)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

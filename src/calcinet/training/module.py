@@ -21,6 +21,8 @@ from torchmetrics.classification import (
 from torchvision.ops import sigmoid_focal_loss
 
 from calcinet import CLASS_NAMES
+from calcinet.data.transforms import QUANTILES_KEY
+from calcinet.imaging import intensity_profile
 from calcinet.models.networks import build_network
 
 OPERATING_POINTS = ("youden", "sensitivity")
@@ -146,6 +148,11 @@ class CalciModule(L.LightningModule):
         #: Facts about the run (MLflow run id, tracking URI, config hash), set by the training
         #: run and written into every checkpoint under ``checkpoint["calcinet"]``.
         self.run_info: dict[str, Any] = {}
+        #: HU quantiles of the training patches (:func:`calcinet.imaging.intensity_profile`),
+        #: gathered over the first training epoch and saved with every checkpoint, so that an
+        #: exported model can tell predict when an input is far from what it was trained on.
+        self.input_profile: dict[str, Any] = {}
+        self._train_quantiles: list[torch.Tensor] = []
         self.val_metrics = classification_metrics("val/")
         self.test_metrics = classification_metrics("test/")
 
@@ -160,6 +167,8 @@ class CalciModule(L.LightningModule):
         return malignancy_loss(logit, label, pos_weight=self.pos_weight, **options)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if not self.input_profile and QUANTILES_KEY in batch:
+            self._train_quantiles.append(batch[QUANTILES_KEY].detach().float().cpu())
         logit = self(batch["image"])
         loss = self._loss(logit, batch["label"])
         # sync_dist: the epoch mean over every rank's batches (one all-reduce per epoch).
@@ -206,13 +215,26 @@ class CalciModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch["image"]).float())
 
+    def on_train_epoch_end(self) -> None:
+        if not self.input_profile and self._train_quantiles:
+            self.input_profile = intensity_profile(torch.cat(self._train_quantiles))
+            self._train_quantiles.clear()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the run's identity and the validation metrics of this moment with the weights."""
+        """Keep the run's identity, the validation metrics of this moment and the training
+        patches' intensity profile with the weights."""
         val_metrics = {
             key: float(value) for key, value in self.trainer.callback_metrics.items()
             if key.startswith("val/")
         }
-        checkpoint["calcinet"] = {**self.run_info, "val_metrics": val_metrics}
+        profile = self.input_profile or (
+            intensity_profile(torch.cat(self._train_quantiles)) if self._train_quantiles else {})
+        checkpoint["calcinet"] = {**self.run_info, "val_metrics": val_metrics,
+                                  "input_profile": profile}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run keeps the profile of the epochs it already trained."""
+        self.input_profile = dict((checkpoint.get("calcinet") or {}).get("input_profile") or {})
 
     def configure_optimizers(self) -> dict[str, Any]:
         # Both configs are `_partial_`: instantiate gives a factory, called with what only the

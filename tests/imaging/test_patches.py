@@ -8,8 +8,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Orientation, ResizeWithPadOrCrop, Spacing
 
-from calcinet.inference.patches import PatchError, cut_patch
-from calcinet.inference.readers import Volume
+from calcinet.imaging import PatchError, Volume, cut_patch
 from tests.inference.files import phantom_volume
 
 
@@ -27,11 +26,11 @@ def test_centre_in_voxels_or_world_copies_the_voxels(size) -> None:
     expected = volume.array[
         start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]
     ]
-    by_voxel = cut_patch(volume, size, (1.5, 1.5, 1.5), center, "voxel")
+    by_voxel = cut_patch(volume, size, (1.5, 1.5, 1.5), center, "voxel").values
     world = (volume.affine @ np.array([*center, 1.0]))[:3]
-    by_world = cut_patch(volume, size, (1.5, 1.5, 1.5), world, "world")
+    by_world = cut_patch(volume, size, (1.5, 1.5, 1.5), world, "world").values
     lps = world * np.array([-1, -1, 1])
-    by_lps = cut_patch(volume, size, (1.5, 1.5, 1.5), lps, "lps")
+    by_lps = cut_patch(volume, size, (1.5, 1.5, 1.5), lps, "lps").values
     assert by_voxel.shape == (1, *size)
     assert torch.equal(by_voxel[0], torch.from_numpy(expected))
     assert torch.equal(by_world, by_voxel) and torch.equal(by_lps, by_voxel)
@@ -39,7 +38,8 @@ def test_centre_in_voxels_or_world_copies_the_voxels(size) -> None:
 
 def test_patch_leaving_the_scan_is_padded_with_air() -> None:
     volume = _volume((10, 10, 10))
-    patch = cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (1, 5, 5), "voxel", pad_value=-1000.0)
+    patch = cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (1, 5, 5), "voxel",
+                      pad_value=-1000.0).values
     assert torch.equal(patch[0, 3:], torch.from_numpy(volume.array[:5, 1:9, 1:9]))
     assert (patch[0, :3] == -1000.0).all()
 
@@ -51,15 +51,16 @@ def test_non_ras_volume_is_reoriented() -> None:
     las_affine = ras.affine @ np.array([[-1, 0, 0, 11], [0, -1, 0, 9], [0, 0, 1, 0], [0, 0, 0, 1]])
     las = Volume(las_array, las_affine)
     center_world = (ras.affine @ np.array([5, 4, 4, 1.0]))[:3]
-    expected = cut_patch(ras, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world")
-    assert torch.equal(cut_patch(las, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world"), expected)
+    expected = cut_patch(ras, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world").values
+    assert torch.equal(cut_patch(las, (6, 6, 6), (1.5, 1.5, 1.5), center_world, "world").values,
+                       expected)
 
 
 def test_resampling_is_trilinear() -> None:
     # A linear ramp is reproduced exactly by linear interpolation.
     i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in (30, 30, 30)), indexing="ij")
     ramp = Volume((3 * i + 2 * j - k).astype(np.float32), np.diag([0.75, 0.75, 0.75, 1.0]))
-    patch = cut_patch(ramp, (6, 6, 6), (1.5, 1.5, 1.5), (15, 15, 15), "voxel")[0].numpy()
+    patch = cut_patch(ramp, (6, 6, 6), (1.5, 1.5, 1.5), (15, 15, 15), "voxel").values[0].numpy()
     # Grid voxel q of the 1.5 mm grid is source voxel 2q; the centre rounds to grid voxel 8 (7.5).
     q = np.arange(6) + 8 - 3
     expected = 3 * 2 * q[:, None, None] + 2 * 2 * q[None, :, None] - 2 * q[None, None, :]
@@ -79,14 +80,15 @@ def test_no_centre_is_monais_centre_crop_or_pad(shape) -> None:
     )
     image = MetaTensor(torch.from_numpy(volume.array)[None], affine=torch.from_numpy(volume.affine))
     expected = torch.as_tensor(chain(image)).float()
-    assert torch.equal(cut_patch(volume, size, (1.5, 1.5, 1.5), pad_value=-1000.0), expected)
+    assert torch.equal(cut_patch(volume, size, (1.5, 1.5, 1.5), pad_value=-1000.0).values,
+                       expected)
 
 
 def test_centre_outside_the_image_is_refused() -> None:
     volume = _volume((10, 10, 10))
     with pytest.raises(
         PatchError,
-        match=r"center \[50.0, 5.0, 5.0\] \(voxel\) lies outside the "
+        match=r"centre \[50.0, 5.0, 5.0\] \(voxel\) lies outside the "
         r"image",
     ):
         cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (50, 5, 5), "voxel")

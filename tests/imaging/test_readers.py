@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calcinet.inference.readers import ReadError, read_volume
+from calcinet.imaging import ReadError, read_volume
 from tests.inference.files import (
     phantom_volume,
     write_dicom_series,
@@ -59,7 +59,7 @@ def test_dicom_series_is_sorted_rescaled_and_in_ras(tmp_path: Path) -> None:
     ("name", "content", "reason"),
     [
         ("broken.nii.gz", b"\x1f\x8b not really gzip", "cannot be read"),
-        ("flat.npy", None, "image of shape [4, 4]; expected a 3D volume"),
+        ("flat.npy", None, "a 2D image (shape [4, 4]); expected a 3D CT volume"),
         ("scan.mha", b"", "unknown file type"),
         ("gone.nii", "missing", "no such file"),
     ],

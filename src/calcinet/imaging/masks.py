@@ -1,0 +1,85 @@
+"""Findings from a segmentation: one finding per connected component of a label map.
+
+Users often hold a mask (3D Slicer, ITK-SNAP, MONAI Label) rather than centres. Every non-zero
+voxel is foreground; components are 26-connected (voxels touching by a face, an edge or a corner
+belong together), labelled by ``scipy.ndimage.label`` in raster order of their first voxel, and
+each is centred on its centroid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calcinet.imaging.readers import Volume
+
+#: How far (mm) the mask's voxel grid may be from the image's and still be the same grid.
+GRID_TOLERANCE_MM = 1e-3
+
+
+class MaskError(ValueError):
+    """A mask that cannot give findings (another grid, empty); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class MaskFinding:
+    """A connected component: its number (1-based), size, and centroid in voxels and RAS mm."""
+
+    component: int
+    voxels: int
+    center_voxel: tuple[float, float, float]
+    center_world: tuple[float, float, float]
+
+
+def same_grid(mask: Volume, shape: Sequence[int], affine: np.ndarray,
+              tolerance_mm: float = GRID_TOLERANCE_MM) -> bool:
+    """Whether ``mask`` has the grid ``shape`` with a voxel-to-world affine within
+    ``tolerance_mm`` of ``affine`` at every corner."""
+    if list(mask.shape) != [int(s) for s in shape]:
+        return False
+    corners = np.array([[i, j, k, 1.0] for i in (0, mask.shape[0] - 1)
+                        for j in (0, mask.shape[1] - 1) for k in (0, mask.shape[2] - 1)]).T
+    difference = mask.affine @ corners - np.asarray(affine, float) @ corners
+    return bool(np.abs(difference).max() <= tolerance_mm)
+
+
+def _grid_text(shape: Sequence[int], affine: np.ndarray) -> str:
+    affine = np.asarray(affine, float)
+    return (f"shape {list(shape)}, voxel sizes "
+            f"{np.linalg.norm(affine[:3, :3], axis=0).round(4).tolist()} mm, origin "
+            f"{affine[:3, 3].round(3).tolist()}")
+
+
+def mask_findings(mask: Volume, grid: tuple[Sequence[int], np.ndarray] | None = None
+                  ) -> list[MaskFinding]:
+    """The connected components of ``mask`` as findings.
+
+    Args:
+        mask: the label map (any non-zero voxel is foreground).
+        grid: ``(shape, affine)`` of the image the findings are in; the mask must lie on it.
+
+    Raises:
+        MaskError: the mask is not on ``grid``, or has no foreground voxel.
+    """
+    from scipy import ndimage
+
+    if grid is not None and not same_grid(mask, *grid):
+        raise MaskError(f"the mask's grid ({_grid_text(mask.shape, mask.affine)}) is not the "
+                        f"image's ({_grid_text(*grid)}); expected a label map saved on the "
+                        "image's grid")
+    foreground = np.isfinite(mask.array) & (mask.array != 0)
+    labels, count = ndimage.label(foreground, structure=ndimage.generate_binary_structure(3, 3))
+    if count == 0:
+        raise MaskError("no foreground voxel (every value is 0); expected a label map with "
+                        "the findings marked")
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(foreground, labels, index)
+    centres = ndimage.center_of_mass(foreground, labels, index)
+    findings = []
+    for number, size, centre in zip(index, sizes, centres, strict=True):
+        world = (mask.affine @ np.append(centre, 1.0))[:3]
+        findings.append(MaskFinding(int(number), int(size), tuple(float(c) for c in centre),
+                                    tuple(float(c) for c in world)))
+    return findings

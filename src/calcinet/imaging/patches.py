@@ -1,0 +1,140 @@
+"""Cut the model's input patch out of a volume: RAS, the model's spacing and size, in HU.
+
+:func:`cut_patch` is the one implementation of this step; training (wrapped as a MONAI transform
+in :mod:`calcinet.data.transforms`), evaluation, export checks and ``calcinet-predict`` all call
+it, so a finding gives the same patch, voxel for voxel, on every path.
+
+1. The voxel axes are matched to RAS by permutations and flips only (nibabel's
+   ``io_orientation``), never by interpolation; an oblique scan is cut along its own axes, those
+   nearest to R, A and S.
+2. The resampled grid has the model's spacing along those axes and starts at the scan's voxel 0
+   (its centre); it has ``round(n * old / new)`` voxels along an axis of ``n`` voxels.
+3. The patch is ``patch_size`` voxels of that grid: around ``center`` (rounded to the nearest
+   grid voxel, which becomes patch voxel ``size // 2``), or, with no centre, the central crop /
+   symmetric pad of the whole grid (MONAI's ``ResizeWithPadOrCrop`` convention).
+4. Values come from trilinear interpolation; outside the scan they are ``pad_value`` HU.
+
+Only the voxels the patch touches are read and interpolated, so a whole CT scan costs no more
+than a patch, and a file already in RAS at the model's spacing gives an exact copy of its voxels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from calcinet.imaging.geometry import AIR_HU, to_world, voxel_sizes
+from calcinet.imaging.readers import Volume
+
+
+class PatchError(ValueError):
+    """A centre that cannot be used (outside the scan); the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    """``values``: ``[1, X, Y, Z]`` float32 HU in RAS at the model's spacing; ``affine``: patch
+    voxel -> RAS mm (its centre voxel ``size // 2`` is where the finding was placed)."""
+
+    values: torch.Tensor
+    affine: np.ndarray
+
+    @property
+    def center_world(self) -> np.ndarray:
+        """RAS mm of the patch voxel the finding was rounded to (``size // 2`` on each axis)."""
+        middle = np.asarray(self.values.shape[1:]) // 2
+        return (self.affine @ np.append(middle, 1.0))[:3]
+
+
+def _linear_axis(values: torch.Tensor, axis: int, positions: np.ndarray, pad_value: float
+                 ) -> torch.Tensor:
+    """Linear interpolation of ``values`` along ``axis`` at fractional ``positions``.
+
+    Outside ``[0, n-1]`` a sample is ``pad_value``; a weight of exactly 0 leaves the voxel value
+    untouched, so whole-voxel positions copy the data bit for bit.
+    """
+    n = values.shape[axis]
+    low = np.floor(positions).astype(np.int64)
+    weight = positions - low
+    shape = [1, 1, 1]
+    shape[axis] = len(positions)
+
+    def take(index: np.ndarray) -> torch.Tensor:
+        picked = values.index_select(axis, torch.from_numpy(np.clip(index, 0, n - 1)))
+        inside = torch.from_numpy((index >= 0) & (index < n)).reshape(shape)
+        return torch.where(inside, picked, torch.tensor(pad_value, dtype=values.dtype))
+
+    result = take(low)
+    if np.any(weight > 0):
+        w = torch.from_numpy(weight.astype(np.float32)).reshape(shape)
+        result = result * (1 - w) + take(low + 1) * w
+    return result
+
+
+def cut_patch(
+    volume: Volume,
+    patch_size: Sequence[int],
+    spacing: Sequence[float],
+    center: Sequence[float] | None = None,
+    coord_space: str = "world",
+    pad_value: float = AIR_HU,
+) -> Patch:
+    """The ``[1, X, Y, Z]`` HU patch (RAS, ``spacing`` mm) the model takes, as described above.
+
+    Args:
+        volume: the scan (or a patch file) with its voxel-to-RAS affine.
+        patch_size: ``(X, Y, Z)`` voxels; spacing: ``(x, y, z)`` mm.
+        center: the finding, in ``coord_space`` (``world`` RAS mm, ``lps`` mm, or ``voxel``
+            indices of the file's own axes); None: the middle of the volume.
+        pad_value: HU of voxels outside the scan.
+
+    Raises:
+        PatchError: the centre lies outside the scan.
+    """
+    size = np.asarray([int(s) for s in patch_size])
+    # RAS axis a is the file's axis axis_of[a], reversed when flipped[a]; no voxel is copied.
+    transform = ornt_transform(io_orientation(volume.affine), axcodes2ornt("RAS"))
+    axis_of = [int(np.flatnonzero(transform[:, 0] == a)[0]) for a in range(3)]
+    flipped = [bool(transform[p, 1] < 0) for p in axis_of]
+    ras_affine = volume.affine @ inv_ornt_aff(transform, volume.array.shape)
+    shape = np.asarray(volume.array.shape)[axis_of]
+    step = np.asarray([float(s) for s in spacing]) / voxel_sizes(ras_affine)
+    if center is None:
+        grid_shape = np.maximum(1, np.round(shape / step).astype(np.int64))
+        start = np.where(grid_shape >= size, grid_shape // 2 - size // 2,
+                         -((size - grid_shape) // 2))
+    else:
+        world = to_world(center, coord_space, volume.affine)
+        source = (np.linalg.inv(ras_affine) @ np.append(world, 1.0))[:3]
+        if np.any(source < -0.5) or np.any(source > shape - 0.5):
+            raise PatchError(
+                f"centre {[float(c) for c in center]} ({coord_space}) lies outside the image "
+                f"(RAS voxel {np.round(source, 1).tolist()}, image size {shape.tolist()}); "
+                "check the coordinate space and the axis order x,y,z")
+        start = np.floor(source / step + 0.5).astype(np.int64) - size // 2
+    grid = np.eye(4)
+    grid[:3, :3] = np.diag(step)
+    grid[:3, 3] = start * step
+    affine = ras_affine @ grid
+
+    # Sample positions along the file's own axes.
+    positions: list[np.ndarray] = [np.empty(0)] * 3
+    for a, p in enumerate(axis_of):
+        along = (start[a] + np.arange(size[a])) * step[a]
+        positions[p] = (volume.array.shape[p] - 1) - along if flipped[a] else along
+    first = [max(0, int(np.floor(q.min()))) for q in positions]
+    last = [min(n - 1, int(np.floor(q.max())) + 1)
+            for q, n in zip(positions, volume.array.shape, strict=True)]
+    if not all(a <= b for a, b in zip(first, last, strict=True)):  # the patch misses the scan
+        return Patch(torch.full((1, *size.tolist()), float(pad_value), dtype=torch.float32),
+                     affine)
+    values = torch.from_numpy(volume.array[first[0]:last[0] + 1, first[1]:last[1] + 1,
+                                           first[2]:last[2] + 1])
+    for p in range(3):
+        values = _linear_axis(values, p, positions[p] - first[p], float(pad_value))
+    values = values.permute(*axis_of).unsqueeze(0).contiguous()
+    return Patch(values.to(torch.float32), affine)

@@ -1,0 +1,169 @@
+"""Read a CT volume in HU with its voxel-to-RAS affine, from any supported format.
+
+:func:`read_volume` is the one reader of calcinet: training, evaluation, export checks and
+``calcinet-predict`` all call it. NIfTI is read by nibabel, NRRD by pynrrd, ``.npy`` by NumPy and
+DICOM by :mod:`calcinet.imaging.dicom`; all of them are small, so an exported model's consumer
+needs no training stack to read its inputs.
+
+NRRD rule: the world space comes from the ``space`` field (``right-anterior-superior``,
+``left-posterior-superior``, ``left-anterior-superior`` and their short forms). A file without it
+is read as **LPS**, the way ITK (and so 3D Slicer, SimpleITK and MONAI's ITK reader) reads it, and
+the volume carries a warning saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from calcinet.imaging.geometry import (
+    FORMATS_TEXT,
+    image_format,
+)
+
+
+class ReadError(ValueError):
+    """An input that cannot be read as a CT volume: ``"<path>: <reason>; <what to do>"``."""
+
+
+@dataclass
+class Volume:
+    """HU values ``array[i, j, k]`` (float32) and the voxel-to-RAS-mm ``affine`` (4x4).
+
+    ``warnings`` are facts about the reading a user should hear (an assumed NRRD space, a
+    resampled DICOM series); ``modality`` is DICOM's Modality when the file states one.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    modality: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+
+def as_hu_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """A float32 ``[i, j, k]`` array; trailing axes of length 1 (4D NIfTI) are dropped."""
+    array = np.asarray(array)
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
+        raise ReadError(f"{path}: a 2D image (shape {list(array.shape)}); expected a 3D CT "
+                        "volume")
+    if array.ndim != 3:
+        raise ReadError(f"{path}: image of shape {list(array.shape)}; expected a 3D volume "
+                        "(one channel, one time point)")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ReadError(f"{path}: voxels of type {array.dtype}; expected real numbers (HU)")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def read_nifti(path: Path) -> Volume:
+    """NIfTI: ``get_fdata`` applies the file's scaling (scl_slope/inter); nibabel's affine is RAS
+    (the sform when set, else the qform)."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path),
+                  np.asarray(image.affine, float))
+
+
+#: NRRD ``space`` -> the sign of each world axis in RAS.
+NRRD_SPACES = {
+    "right-anterior-superior": (1, 1, 1),
+    "ras": (1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1),
+    "lps": (-1, -1, 1),
+    "left-anterior-superior": (-1, 1, 1),
+    "las": (-1, 1, 1),
+}
+NRRD_DEFAULT_SPACE = "left-posterior-superior"
+
+
+def read_nrrd(path: Path) -> Volume:
+    """NRRD: axes in the file's order (pynrrd ``index_order="F"``), world from the ``space``
+    fields (see the module's rule for a file without ``space``)."""
+    import nrrd
+
+    data, header = nrrd.read(str(path), index_order="F")
+    array = as_hu_array(data, path)
+    warnings = []
+    space = header.get("space")
+    if space is None:
+        space = NRRD_DEFAULT_SPACE
+        warnings.append("NRRD without a 'space' field: read as left-posterior-superior (LPS), "
+                        "as ITK and 3D Slicer read it; add 'space:' to the header to be sure")
+    space = str(space).strip().lower()
+    if space not in NRRD_SPACES:
+        raise ReadError(f"{path}: NRRD field space={space!r}; expected one of "
+                        f"{', '.join(sorted(NRRD_SPACES))} (a patient space)")
+    directions = header.get("space directions")
+    if directions is not None:
+        rows = [np.asarray(d, float) for d in directions
+                if d is not None and not np.any(np.isnan(np.asarray(d, float)))]
+        linear = np.asarray(rows, float)
+        if linear.shape != (3, 3):
+            raise ReadError(f"{path}: NRRD field 'space directions'={directions!r}; expected "
+                            "three 3D vectors, one per spatial axis")
+        linear = linear.T  # column j: the world step of voxel axis j
+        origin = np.asarray(header.get("space origin", np.zeros(3)), float)
+    else:
+        spacings = np.nan_to_num(np.asarray(header.get("spacings", [1.0, 1.0, 1.0]), float)[:3],
+                                 nan=1.0)
+        linear, origin = np.diag(spacings), np.zeros(3)
+        warnings.append("NRRD without 'space directions': voxel axes taken along the world axes "
+                        f"of {space} with spacings {spacings.tolist()} mm")
+    if not np.isfinite(linear).all() or abs(np.linalg.det(linear)) < 1e-9:
+        raise ReadError(f"{path}: NRRD 'space directions' {linear.T.round(4).tolist()} are "
+                        "singular; expected the voxel size and orientation")
+    affine = np.eye(4)
+    affine[:3, :3], affine[:3, 3] = linear, origin
+    return Volume(array, np.diag([*NRRD_SPACES[space], 1.0]) @ affine, warnings)
+
+
+def read_numpy(path: Path, spacing: tuple[float, float, float]) -> Volume:
+    """NumPy ``.npy``: HU in (x, y, z) axis order, RAS, voxel size ``spacing`` (mm), origin 0."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise ReadError(f"{path}: not a plain NumPy array ({error}); expected an .npy file of "
+                        "HU values") from None
+    return Volume(as_hu_array(array, path), np.diag([*map(float, spacing), 1.0]))
+
+
+def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+                ) -> Volume:
+    """Read ``path`` by its kind: NIfTI, NRRD, NumPy, a DICOM series folder, a DICOMDIR or a
+    multi-frame DICOM file. Every failure is a :class:`ReadError` naming the file, the reason
+    and what was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"{path}: no such file or folder; expected {FORMATS_TEXT}")
+    fmt = image_format(path)
+    if fmt is None:
+        raise ReadError(f"{path}: unknown file type; expected {FORMATS_TEXT}")
+    try:
+        if fmt == "dicom":
+            from calcinet.imaging.dicom import read_dicom
+
+            return read_dicom(path)
+        if fmt == "nifti":
+            return read_nifti(path)
+        if fmt == "nrrd":
+            return read_nrrd(path)
+        return read_numpy(path, npy_spacing)
+    except ReadError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as error:  # readers raise many types for damaged files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        kind = {"nifti": "NIfTI", "nrrd": "NRRD", "npy": "NumPy", "dicom": "DICOM"}[fmt]
+        raise ReadError(f"{path}: cannot be read as {kind} ({type(error).__name__}: "
+                        f"{reason[:200]}); is the file complete?") from None
+
+
