@@ -56,6 +56,11 @@ def _where(ds) -> str:
     return f"{name} (InstanceNumber {number})" if number is not None else name
 
 
+#: Elements larger than this are read from the file only when used (the pixel data, once the
+#: checks have passed).
+DEFER_BYTES = 4096
+
+
 def _read_headers(files: Sequence[Path], strict: bool) -> tuple[list, list[str]]:
     """Datasets (pixel data deferred) of the DICOM files among ``files``, and why others failed;
     files that are not DICOM are skipped unless ``strict``."""
@@ -65,7 +70,7 @@ def _read_headers(files: Sequence[Path], strict: bool) -> tuple[list, list[str]]
     datasets, problems = [], []
     for file in files:
         try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
+            ds = pydicom.dcmread(file, defer_size=DEFER_BYTES)
         except InvalidDicomError as error:
             if strict:
                 problems.append(f"not a DICOM file ({_line(error)})")
@@ -73,9 +78,8 @@ def _read_headers(files: Sequence[Path], strict: bool) -> tuple[list, list[str]]
         except (OSError, ValueError, EOFError) as error:
             problems.append(f"{file.name}: {_line(error)}")
             continue
-        if ds.get("SOPClassUID") == DICOMDIR_UID or "Rows" not in ds:
+        if ds.get("SOPClassUID") == DICOMDIR_UID or "PixelData" not in ds:
             continue  # a directory or another object without an image
-        ds.filename = str(file)
         datasets.append(ds)
     return datasets, problems
 
@@ -197,25 +201,20 @@ def _order_slices(datasets: list, where: Path) -> list:
     return datasets
 
 
-def _load_pixels(datasets: Sequence) -> list:
-    """The datasets read again with their pixel data.
+def _frame_of_reference(datasets: Sequence) -> list:
+    """The datasets, each with a FrameOfReferenceUID.
 
-    highdicom places an image in the patient coordinate system only when it has a
-    FrameOfReferenceUID; the geometry itself comes from position and orientation, so a file that
-    lacks the UID (anonymised or hand-made files often do) gets one derived from its series.
+    highdicom places an image in the patient coordinate system only when it has one; the
+    geometry itself comes from position and orientation, so a file that lacks the UID (anonymised
+    or hand-made files often do) gets one derived from its series.
     """
-    import pydicom
     from pydicom.uid import generate_uid
 
-    full = []
     for ds in datasets:
-        complete = pydicom.dcmread(ds.filename)
-        complete.filename = ds.filename
-        if "FrameOfReferenceUID" not in complete:
-            complete.FrameOfReferenceUID = generate_uid(
-                entropy_srcs=[str(complete.get("SeriesInstanceUID", ds.filename))])
-        full.append(complete)
-    return full
+        if "FrameOfReferenceUID" not in ds:
+            ds.FrameOfReferenceUID = generate_uid(
+                entropy_srcs=[str(ds.get("SeriesInstanceUID", ds.filename))])
+    return list(datasets)
 
 
 def _as_volume(volume, where: Path, warnings: list[str]) -> Volume:
@@ -289,7 +288,7 @@ def read_dicom(path: Path) -> Volume:
             raise ReadError(f"{where}: {len(datasets)} objects in one series, "
                             f"{len(multi_frame)} of them multi-frame; expected one Enhanced CT "
                             "file, or a folder of single-frame slices")
-        (ds,) = _load_pixels(datasets)
+        (ds,) = _frame_of_reference(datasets)
         volume = _build(lambda: highdicom.Image.from_dataset(ds, copy=False).get_volume(
             rtol=SPACING_TOLERANCE, **options), where)
         return _as_volume(volume, where, [])
@@ -298,7 +297,7 @@ def read_dicom(path: Path) -> Volume:
                         f"{datasets[0].get('SeriesInstanceUID', '?')}); expected a 3D volume: "
                         "give the folder holding every slice of the series")
     ordered = _order_slices(datasets, where)
-    full = _load_pixels(ordered)
+    full = _frame_of_reference(ordered)
     step = float(np.median(np.diff(np.asarray(
         [ds.ImagePositionPatient for ds in ordered], float) @ np.cross(
         *np.asarray(ordered[0].ImageOrientationPatient, float).reshape(2, 3)))))

@@ -44,19 +44,23 @@ MAX_QUANTILE_VOXELS = 2_000_000
 
 
 def hu_quantiles(values: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The :data:`QUANTILE_LEVELS` quantiles of the finite values (float64 ``[3]``, NaN if none).
+    """The :data:`QUANTILE_LEVELS` quantiles of the finite values (float64 ``[3]``, NaN if none;
+    NumPy's linear interpolation, by partial sorts).
 
     Images larger than :data:`MAX_QUANTILE_VOXELS` are summarised from an evenly strided
     subsample, which moves a quantile by far less than a HU on CT scans.
     """
-    flat = torch.as_tensor(values).detach().reshape(-1).to("cpu", torch.float32)
-    if flat.numel() > MAX_QUANTILE_VOXELS:
-        flat = flat[:: int(np.ceil(flat.numel() / MAX_QUANTILE_VOXELS))]
-    flat = flat[torch.isfinite(flat)]
-    if flat.numel() == 0:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.size > MAX_QUANTILE_VOXELS:
+        flat = flat[:: int(np.ceil(flat.size / MAX_QUANTILE_VOXELS))]
+    finite = np.isfinite(flat)
+    if not finite.all():
+        flat = flat[finite]
+    if flat.size == 0:
         return np.full(len(QUANTILE_LEVELS), np.nan)
-    levels = torch.tensor(QUANTILE_LEVELS, dtype=torch.float32)
-    return torch.quantile(flat, levels).double().numpy()
+    return np.quantile(flat, QUANTILE_LEVELS).astype(np.float64)
 
 
 def intensity_problems(low: float, high: float, whole_scan: bool) -> list[str]:

@@ -67,19 +67,21 @@ def resolve_threshold(model: ExportedModel, choice: str | float = "operating") -
 
 @dataclass
 class _Scan:
-    """A volume read once for all its findings, with its value summary."""
+    """A volume read once for all its findings, with its finite value range."""
 
     volume: Volume
     low: float
     high: float
-    quantiles: np.ndarray
 
     @classmethod
     def read(cls, location: Location, npy_spacing: Sequence[float]) -> _Scan:
         volume = read_volume(location.path, tuple(location.npy_spacing or npy_spacing))
-        finite = volume.array[np.isfinite(volume.array)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan,) * 2
-        return cls(volume, low, high, hu_quantiles(volume.array))
+        array = volume.array
+        if not np.isfinite(array).all():
+            array = array[np.isfinite(array)]
+        if array.size == 0:
+            return cls(volume, np.nan, np.nan)
+        return cls(volume, float(array.min()), float(array.max()))
 
 
 def _reason(error: Exception, path: Path) -> str:
@@ -131,8 +133,7 @@ def load_patches(
             continue
         whole_scan = request.center is not None or request.mask is not None
         scan_warnings = [*scan.volume.warnings,
-                         *intensity_problems(scan.low, scan.high, whole_scan),
-                         *intensity_warnings(scan.quantiles, whole_scan)]
+                         *intensity_problems(scan.low, scan.high, whole_scan)]
         for finding in found:
             try:
                 patch = cut_patch(scan.volume, info.patch_size, info.spacing, finding.center,
@@ -140,8 +141,9 @@ def load_patches(
             except Exception as error:  # noqa: BLE001
                 yield Failure(str(finding.path), _reason(error, finding.path))
                 continue
-            warnings = scan_warnings + profile_warnings(hu_quantiles(patch.values),
-                                                        info.intensity_profile)
+            quantiles = hu_quantiles(patch.values)  # of what the model sees
+            warnings = [*scan_warnings, *intensity_warnings(quantiles, whole_scan),
+                        *profile_warnings(quantiles, info.intensity_profile)]
             yield finding, patch.values, tuple(warnings)
 
 
