@@ -27,8 +27,10 @@ def _good(folder: Path, name: str, seed: int = 0) -> str:
 
 
 def _scan(folder: Path, name: str, low: float = -1000.0) -> str:
+    """A scan of soft tissue (40 HU) with bone (1200 HU) and, at ``low``, air."""
     volume = np.full((20, 20, 20), 40.0, dtype=np.float32)
     volume[:2] = low
+    volume[-2:] = 1200.0
     write_nifti(folder / name, volume, np.diag([0.7, 0.7, 2.0, 1.0]))
     return name
 
@@ -96,9 +98,9 @@ EXPECTED = [
     "line 6, column 'path', value 'rgb.nii.gz': image of shape [10, 10, 10, 3]; expected a 3D "
     "volume (one channel",
     "line 7, column 'path', value 'nan.nii.gz': 1 NaN or infinite voxels; expected finite HU",
-    "line 8, column 'path', value 'unit.nii.gz': all values within [-1, 1] (min 0",
-    "looks normalised; expected HU",
-    "line 9, column 'center_x', value '100': centre (100, 5, 5) voxel is outside the image "
+    "line 8, column 'path', value 'unit.nii.gz': all values within 0.998 of each other (min 0",
+    "looks normalised or standardised; expected HU",
+    "line 9, column 'center_x', value '100': centre (100, 5, 5) (voxel) lies outside the image "
     "(shape 20x20x20)",
     "line 11, column 'path', value 'scan.nii.gz': same file and centre as line 10; expected each "
     "finding once",

@@ -206,10 +206,29 @@ def test_dicomdir_with_two_series_names_them(tmp_path: Path) -> None:
         read_volume(tmp_path / "cd")
 
 
+def test_a_slice_of_another_size_or_a_truncated_file_is_named(tmp_path: Path) -> None:
+    slices = axial_slices()[:5]
+    slices[3].PixelSpacing = [0.5, 0.5]
+    folder = write_slices(tmp_path / "spacing", slices)
+    with pytest.raises(ReadError, match=r"slice S0004 \(InstanceNumber \d+\) is 512x512 pixels "
+                                        r"of \[0.5, 0.5\] mm where S0001 .* expected one image "
+                                        r"size and pixel spacing in a series"):
+        read_volume(folder)
+    folder = write_slices(tmp_path / "truncated", axial_slices()[:5])
+    whole = (folder / "S0003").read_bytes()
+    (folder / "S0003").write_bytes(whole[: len(whole) - 1000])
+    with pytest.raises(ReadError, match="pixel data that cannot be read .* expected complete "
+                                        "files: was one truncated while copying"):
+        read_volume(folder)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("Modality", "MR", "DICOM Modality 'MR'; calcinet reads CT in HU, expected Modality 'CT'"),
-    ("ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"], "a localizer (scout) image, not a CT "
-                                                        "volume; expected the axial series"),
+    ("ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"], "slice S0001 (InstanceNumber 1) is a "
+                                                        "localizer (scout) image, not part of a "
+                                                        "CT volume; expected the axial series "
+                                                        "only (move the localizer out of the "
+                                                        "folder)"),
 ])
 def test_what_is_not_an_axial_ct_series_is_refused(field: str, value, message: str,
                                                    tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_quantiles_are_torchs_and_skip_non_finite_values() -> None:
 def _problems(values: np.ndarray, whole_scan: bool) -> list[str]:
     finite = values[np.isfinite(values)]
     return (intensity_problems(float(finite.min()), float(finite.max()), whole_scan)
-            + intensity_warnings(hu_quantiles(values), whole_scan))
+            + intensity_warnings(float(finite.min()), hu_quantiles(values), whole_scan))
 
 
 def test_real_ct_passes_and_its_stored_values_do_not() -> None:
@@ -42,14 +42,20 @@ def test_real_ct_passes_and_its_stored_values_do_not() -> None:
     patch = lung[24:72, 360:408, 12:36]
     assert _problems(patch, whole_scan=False) == []
     (warning,) = _problems(patch + 1024.0, whole_scan=False)
-    assert warning.startswith("99 % of voxels above 600 HU") and "HU + 1024" in warning
+    assert warning.startswith("no value below 0 HU (min ") and "HU + 1024" in warning
+    # Standardised (z-scored) CT, and an MR-like image of positive values.
+    (problem,) = _problems((lung - lung.mean()) / lung.std(), whole_scan=True)
+    assert "looks normalised or standardised" in problem
+    (warning,) = _problems(np.abs(patch) * 2.0 + 5.0, whole_scan=False)
+    assert "is it not a CT (MR)?" in warning
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [
-    (0.0, 1.0, "looks normalised"), (-1.0, 1.0, "looks normalised"),
+    (0.0, 1.0, "looks normalised"), (-1.0, 1.0, "looks normalised"), (-3.0, 9.0, "normalised"),
     (-5000.0, 100.0, "cannot be HU"), (0.0, 70000.0, "cannot be HU")])
 def test_value_ranges_that_cannot_be_hu(low: float, high: float, expected: str) -> None:
     (problem,) = intensity_problems(low, high, whole_scan=False)
+    assert intensity_problems(-1000.0, 1500.0, whole_scan=True) == []
     assert expected in problem
 
 

@@ -92,3 +92,14 @@ def test_centre_outside_the_image_is_refused() -> None:
         r"image",
     ):
         cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (50, 5, 5), "voxel")
+
+
+def test_a_voxel_covers_half_a_voxel_beyond_its_centre() -> None:
+    # Three 10 mm slices centred at z = 0, 10, 20 mm: the scan covers z from -5 to 25 mm.
+    volume = Volume(np.full((4, 4, 3), 100.0, np.float32), np.diag([1.0, 1.0, 10.0, 1.0]))
+    patch = cut_patch(volume, (1, 1, 41), (1.0, 1.0, 1.0), (2.0, 2.0, 10.0), "world",
+                      pad_value=-1000.0)
+    z = (patch.affine @ np.stack([np.zeros(41), np.zeros(41), np.arange(41), np.ones(41)]))[2]
+    expected = np.where((z >= -5.0) & (z <= 25.0), 100.0, -1000.0)
+    np.testing.assert_array_equal(patch.values[0, 0, 0].numpy(), expected)
+    assert z.min() == -10.0 and z.max() == 30.0

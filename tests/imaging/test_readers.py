@@ -75,3 +75,17 @@ def test_unreadable_inputs_are_named(tmp_path: Path, name: str, content, reason:
     with pytest.raises(ReadError, match=f"^{path}: ") as caught:
         read_volume(path)
     assert reason in str(caught.value)
+
+
+def test_nifti_without_orientation_is_read_with_a_warning(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(phantom_volume(SHAPE), np.diag([0.7, 0.8, 2.0, 1.0]))
+    image.set_sform(None, code=0)
+    image.set_qform(None, code=0)
+    nib.save(image, str(tmp_path / "bare.nii.gz"))
+    volume = read_volume(tmp_path / "bare.nii.gz")
+    (warning,) = volume.warnings
+    assert warning.startswith("NIfTI without orientation (sform_code and qform_code 0)")
+    assert read_volume(write_nifti(tmp_path / "a.nii.gz", phantom_volume(SHAPE),
+                                   np.eye(4))).warnings == []

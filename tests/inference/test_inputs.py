@@ -14,10 +14,10 @@ from calcinet.data.manifest import ManifestSource
 from calcinet.data.phantom.materialize import write_dataset
 from calcinet.data.sources import phantom_config, split_seed
 from calcinet.export import ExportResult
-from calcinet.inference import Prediction, expand_inputs, load_model, predict
+from calcinet.inference import Failure, Prediction, expand_inputs, load_model, predict
 from tests.data.conftest import patch_rows, write_manifest
 from tests.helpers import run_cli
-from tests.imaging.real import LUNG, LUNG_MASK, NODULE_LPS, axial_case, real
+from tests.imaging.real import AXIAL, LUNG, LUNG_MASK, NODULE_LPS, axial_case, real
 
 
 def _phantom_patches(folder: Path) -> list[Path]:
@@ -49,7 +49,7 @@ def test_values_without_the_rescale_are_warned_in_predict_and_in_training(
     assert [type(r) for r in rows] == [Prediction] * 8
     assert all(r.warnings == () for r in rows[:4])
     for row in rows[4:]:
-        assert any(w.startswith("99 % of voxels above 600 HU") for w in row.warnings)
+        assert any(w.startswith("no value below 0 HU") for w in row.warnings)
         assert any(w.startswith("far from the model's training patches: 1% quantile")
                    for w in row.warnings)
         assert 0.0 <= row.probability <= 1.0  # the row is still written
@@ -122,3 +122,71 @@ def test_a_manifest_saved_by_excel_reads_the_same(bom: bool, tiny_export: Export
     source = ManifestSource(excel, patch_size=(12, 12, 12), spacing=(1.0, 1.0, 1.5),
                             val_fraction=0.34, test_fraction=0.34)
     assert sum(len(source.records(s)) for s in ("train", "val", "test")) == 6
+
+
+def test_a_mask_stored_with_its_axes_flipped_gives_the_same_finding(
+        tiny_export: ExportResult, tmp_path: Path) -> None:
+    import nrrd
+
+    data, header = nrrd.read(str(real(LUNG_MASK)), index_order="F")
+    directions = np.asarray(header["space directions"], float)
+    flipped = tmp_path / "mask_flipped.nrrd"  # first axis reversed, origin moved to its far end
+    nrrd.write(str(flipped), data[::-1].copy(), {
+        "space": header["space"], "space directions": directions * [[-1], [1], [1]],
+        "space origin": np.asarray(header["space origin"]) + (data.shape[0] - 1) * directions[0]},
+        index_order="F")
+    model = load_model(tiny_export.torchscript)
+    rows = [list(predict(model, expand_inputs([real(LUNG)], mask=m)[0]))[0]
+            for m in (real(LUNG_MASK), flipped)]
+    assert rows[0].request.center == pytest.approx(rows[1].request.center, abs=1e-6)
+    assert rows[0].probability == pytest.approx(rows[1].probability, abs=1e-6)
+
+
+def test_predict_reads_a_manifests_centres_as_training_does(
+        tiny_export: ExportResult, tmp_path: Path) -> None:
+    row = {"path": str(real(LUNG)), "center_x": -21.86, "center_y": -120.54, "center_z": -611.5}
+    manifest = write_manifest(tmp_path / "no_space.csv", [row])
+    requests, failures = expand_inputs([manifest])
+    assert requests == [] and failures[0].reason.startswith(
+        "the center_x/y/z columns need a coord_space column (world, lps or voxel), as in training")
+    requests, failures = expand_inputs([manifest], coord_space="lps")  # said for every row
+    assert failures == [] and requests[0].coord_space == "lps"
+    # A bad row is named by its manifest line, the file after it.
+    bad = write_manifest(tmp_path / "bad.csv", [{**row, "coord_space": "lps"},
+                                                {**row, "center_x": 900.0, "coord_space": "lps"}])
+    model = load_model(tiny_export.torchscript)
+    out = list(predict(model, expand_inputs([bad])[0]))
+    (failure,) = [r for r in out if isinstance(r, Failure)]
+    assert len(out) == 2 and failure.path == f"{bad}:3"
+    assert failure.reason.startswith(f"{real(LUNG)}: centre [900.0, -120.54, -611.5] (lps) lies "
+                                    "outside the image (voxel [")
+
+
+def test_a_folder_with_a_series_and_other_files_predicts_them_all(
+        tiny_export: ExportResult, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for file in sorted(real(AXIAL).iterdir()):
+        (folder / file.name).write_bytes(file.read_bytes())
+    patch = _phantom_patches(tmp_path / "phantom")[0]
+    (folder / patch.name).write_bytes(patch.read_bytes())
+    inner = folder / "more"
+    inner.mkdir()
+    (inner / "copy.nii.gz").write_bytes(patch.read_bytes())
+    requests, failures = expand_inputs([folder])
+    assert failures == []
+    assert sorted(r.path for r in requests) == [folder, inner / "copy.nii.gz", folder / patch.name]
+
+
+def test_negative_centres_and_masks_on_the_command_line(
+        tiny_export: ExportResult, tmp_path: Path) -> None:
+    model = str(tiny_export.torchscript)
+    done = run_cli(["calcinet-predict", "--model", model, str(real(LUNG)), "--center",
+                    "-21.86,-120.54,-611.5", "--coord-space", "lps"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "-21.86" in done.stdout
+    manifest = write_manifest(tmp_path / "m.csv", [{"path": str(real(LUNG))}])
+    done = run_cli(["calcinet-predict", "--model", model, str(manifest), "--mask",
+                    str(real(LUNG_MASK))], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().endswith(
+        "a manifest gives masks in its mask column")

@@ -109,10 +109,12 @@ def test_a_bad_input_does_not_stop_the_others(probe_model: Path, tmp_path: Path)
     failures = [r for r in rows if isinstance(r, Failure)]
     assert [type(r) for r in rows if not isinstance(r, Failure)] == [Prediction, Prediction]
     reasons = {f.path: f.reason for f in failures}
-    assert list(reasons) == [f"{manifest}:2", str(corrupt), str(good)]  # manifests are read first
+    # Manifests are read first; a row's failure is named by its line, then its file.
+    assert list(reasons) == [f"{manifest}:2", str(corrupt), f"{manifest}:3"]
     assert reasons[f"{manifest}:2"] == "3 values for 4 columns; expected one value per column"
     assert reasons[str(corrupt)].startswith("cannot be read")
-    assert reasons[str(good)].startswith("centre [99.0, 9.0, 9.0] (voxel) lies outside the image")
+    assert reasons[f"{manifest}:3"].startswith(
+        f"{good}: centre [99.0, 9.0, 9.0] (voxel) lies outside the image")
 
 
 def test_pt2_and_torchscript_agree_on_the_exported_model(

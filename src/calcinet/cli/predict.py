@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--coord-space",
-        default="world",
+        default=None,
         choices=("world", "voxel", "lps"),
-        help="space of --center and of manifest rows without coord_space (default: world = RAS mm)",
+        help="space of --center (default: world = RAS mm) and of manifest rows without a "
+        "coord_space value",
     )
     parser.add_argument(
         "--out",
@@ -108,9 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def joined_values(argv: list[str], options: tuple[str, ...] = ("--center", "--spacing")
+                  ) -> list[str]:
+    """``--center -21.9,-120.5,-611.5`` as ``--center=-21.9,...``: argparse would take a value
+    that starts with ``-`` (a negative LPS or RAS coordinate) for an option."""
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        if argv[index] in options and index + 1 < len(argv) and argv[index + 1].startswith("-"):
+            out.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+        else:
+            out.append(argv[index])
+            index += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(joined_values(sys.argv[1:] if argv is None else argv))
     # Imported here so that --help answers at once; torch takes seconds to import.
     from calcinet.inference import expand_inputs, load_model, predict
     from calcinet.inference.inputs import Failure, parse_center
@@ -127,8 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--spacing={args.spacing!r}: expected three positive numbers (mm)")
     except ValueError as error:
         fail(error)
-    if args.mask is not None and (args.center or len(args.inputs) != 1):
-        fail(f"--mask {args.mask}: expected exactly one scan INPUT and no --center")
+    if args.mask is not None:
+        scan = Path(args.inputs[0]) if len(args.inputs) == 1 else None
+        from calcinet.inference.inputs import is_series
+
+        if args.center or scan is None or scan.suffix.lower() == ".csv" or (
+                scan.is_dir() and not is_series(scan)):
+            fail(f"--mask {args.mask}: expected exactly one scan INPUT (a file or a DICOM "
+                 "series) and no --center; a manifest gives masks in its mask column")
     if args.out is not None and not args.out.parent.is_dir():
         fail(f"--out {args.out}: folder {args.out.parent} does not exist")
     try:

@@ -326,9 +326,9 @@ class ManifestSource:
                 if (voxel < -0.5).any() or (voxel > shape - 0.5).any():
                     where = ", ".join(f"{v:g}" for v in r["center"])
                     space = "voxel" if r["coord_space"] == "voxel" else (
-                        f"{r['coord_space']} mm is voxel ({', '.join(f'{v:.1f}' for v in voxel)})")
+                        f"{r['coord_space']} mm, voxel ({', '.join(f'{v:.1f}' for v in voxel)})")
                     self.problems.append(Problem(
-                        f"centre ({where}) {space} is outside the image (shape "
+                        f"centre ({where}) ({space}) lies outside the image (shape "
                         f"{'x'.join(map(str, shape))}); expected a point inside it",
                         r["line"], "center_x", r["row"]["center_x"]))
         return expanded

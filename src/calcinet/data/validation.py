@@ -50,7 +50,7 @@ class Problem:
 def format_report(name: str, problems: Sequence[Problem], rows: int | None = None,
                   footer: str = "") -> str:
     """``"<name>: N problems ..."`` then one indented line per problem (rows first, in order)."""
-    lines_with = {p.line for p in problems if p.line is not None}
+    lines_with = {p.line for p in problems if p.line is not None and p.line > 1}
     summary = f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
     if rows is not None and lines_with:
         summary += f" in {len(lines_with)} of {rows} rows"
@@ -100,7 +100,7 @@ def image_problems(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
 
 def image_warnings(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
     """What looks wrong without being certainly wrong: the reader's notes, then the values."""
-    return [*facts.warnings, *intensity_warnings(facts.quantiles, whole_scan)]
+    return [*facts.warnings, *intensity_warnings(facts.low, facts.quantiles, whole_scan)]
 
 
 def file_stamp(path: Path) -> list[int]:

@@ -143,10 +143,12 @@ def _check_kind(datasets: Sequence, where: Path) -> None:
                         f"PhotometricInterpretation {first.get('PhotometricInterpretation')}), "
                         "such as a screenshot or secondary capture, is not HU; expected the "
                         "original CT series")
-    image_type = [str(v).upper() for v in first.get("ImageType", [])]
-    if "LOCALIZER" in image_type:
-        raise ReadError(f"{where}: a localizer (scout) image, not a CT volume; expected the "
-                        "axial series")
+    for ds in datasets:
+        if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
+            what = "a localizer (scout) image" if len(datasets) == 1 else \
+                f"slice {_where(ds)} is a localizer (scout) image"
+            raise ReadError(f"{where}: {what}, not part of a CT volume; expected the axial "
+                            "series only (move the localizer out of the folder)")
 
 
 def _order_slices(datasets: list, where: Path) -> list:
@@ -161,8 +163,19 @@ def _order_slices(datasets: list, where: Path) -> list:
         if not np.allclose(np.asarray(ds.ImageOrientationPatient, float), orientation,
                            atol=1e-3):
             raise ReadError(f"{where}: slice {_where(ds)} has ImageOrientationPatient "
-                            f"{list(ds.ImageOrientationPatient)} where {_where(datasets[0])} has "
-                            f"{orientation.tolist()}; expected one orientation in a series")
+                            f"{[float(v) for v in ds.ImageOrientationPatient]} where "
+                            f"{_where(datasets[0])} has {orientation.tolist()}; expected one "
+                            "orientation in a series (a localizer or a reformat mixed in?)")
+    first = datasets[0]
+    size = (int(first.Rows), int(first.Columns))
+    spacing = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
+    for ds in datasets[1:]:
+        other = [float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])]
+        if (int(ds.Rows), int(ds.Columns)) != size or not np.allclose(other, spacing, atol=1e-4):
+            raise ReadError(
+                f"{where}: slice {_where(ds)} is {ds.Rows}x{ds.Columns} pixels of {other} mm "
+                f"where {_where(first)} is {size[0]}x{size[1]} of {spacing} mm; expected one "
+                "image size and pixel spacing in a series (a reformat or a localizer mixed in?)")
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.asarray([ds.ImagePositionPatient for ds in datasets], float)
     order = np.argsort(positions @ normal, kind="stable")
@@ -245,6 +258,9 @@ def _build(build, where: Path) -> object:
             raise ReadError(f"{where}: no RescaleSlope / RescaleIntercept, so the stored values "
                             "cannot be turned into HU; expected a CT image with its rescale"
                             ) from None
+        if "pixel data" in text.lower() or "bytes" in text.lower():
+            raise ReadError(f"{where}: pixel data that cannot be read ({text}); expected "
+                            "complete files: was one truncated while copying?") from None
         raise ReadError(f"{where}: cannot be stacked into a volume ({text}); expected one "
                         "evenly spaced CT series") from None
 

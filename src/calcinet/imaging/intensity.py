@@ -5,8 +5,8 @@ Two kinds of check:
 - :func:`intensity_problems`: rules that hold for any CT in Hounsfield units (air about -1000,
   fat about -100, water 0, soft tissue 20-80, bone above 300); they catch normalised images,
   impossible values and whole scans without air (stored values saved without the DICOM rescale,
-  or not a CT); :func:`intensity_warnings`: patches that look like HU + 1024 but could, rarely,
-  be real (wholly inside dense bone).
+  or not a CT); :func:`intensity_warnings`: patches without any value below 0 HU, which look like
+  HU + 1024 or MR but could, rarely, be real (wholly inside dense bone).
 - :func:`profile_warnings`: the input against the *intensity profile* of the patches a model was
   trained on (:func:`intensity_profile`, stored with the checkpoint and the exported model), so
   predict can say when an input is far from anything the model saw.
@@ -29,12 +29,10 @@ QUANTILE_LEVELS = (0.01, 0.5, 0.99)
 #: Values no CT in HU holds: 16-bit storage with the usual intercept -1024 spans -1024..64511,
 #: and scanners pad outside the field of view with -3024 or -2048.
 HU_MIN, HU_MAX = -4096.0, 65535.0
-#: A patch whose 1 % quantile is above this holds neither air, fat, water nor soft tissue: only
-#: dense bone throughout, which a patch of a few centimetres around a finding rarely is, while
-#: fat and soft tissue saved without the rescale intercept (HU + 1024) always are. The phantom's
-#: 24^3 patches at 1.5 mm stay below 250 HU (800 draws); its 16^3 patches at 1 mm can lie wholly
-#: inside ivory bone, hence a warning, not an error.
-STORED_VALUES_Q01 = 600.0
+#: The least spread of values a CT image in HU has: image noise alone (5-40 HU standard
+#: deviation) spreads a patch of soft tissue over more than 100 HU. Less means normalised or
+#: standardised values (z-scores, [0, 1]).
+MIN_HU_SPREAD = 50.0
 #: Profile bounds are widened by this fraction of their width, and at least by
 #: :data:`PROFILE_MARGIN_HU`, before an input is called far from the training patches.
 PROFILE_MARGIN = 0.25
@@ -74,10 +72,10 @@ def intensity_problems(low: float, high: float, whole_scan: bool) -> list[str]:
     found: list[str] = []
     if not (np.isfinite(low) and np.isfinite(high)):
         return found
-    if low >= -1.0 and high <= 1.0:
-        found.append(f"all values within [-1, 1] (min {low:g}, max {high:g}): the image looks "
-                     "normalised; expected HU (air -1000, water 0, bone above 300), so give the "
-                     "original CT values")
+    if high - low < MIN_HU_SPREAD:
+        found.append(f"all values within {high - low:.3g} of each other (min {low:g}, max "
+                     f"{high:g}): the image looks normalised or standardised; expected HU (air "
+                     "-1000, water 0, bone above 300), so give the original CT values")
     elif low < HU_MIN or high > HU_MAX:
         found.append(f"values from {low:g} to {high:g} cannot be HU; expected {HU_MIN:g}.."
                      f"{HU_MAX:g}")
@@ -88,17 +86,18 @@ def intensity_problems(low: float, high: float, whole_scan: bool) -> list[str]:
     return found
 
 
-def intensity_warnings(quantiles: Sequence[float], whole_scan: bool) -> list[str]:
+def intensity_warnings(low: float, quantiles: Sequence[float], whole_scan: bool) -> list[str]:
     """What makes an image *look* like something other than CT in HU, short of certainty (the
-    caller warns and goes on): a patch brighter than :data:`STORED_VALUES_Q01` almost
-    everywhere."""
-    q01, q50 = float(quantiles[0]), float(quantiles[1])
-    if whole_scan or not np.isfinite(q01) or q01 < STORED_VALUES_Q01:
+    caller warns and goes on): a patch without a single value below 0 HU. A patch of a few
+    centimetres almost always holds some fat, water, air or noise below 0; stored values saved
+    without the rescale intercept (HU + 1024) and MR never do. A patch wholly inside dense bone
+    does not either (the phantom's 16^3 patches at 1 mm sometimes), hence a warning."""
+    if whole_scan or not np.isfinite(low) or low < 0.0:
         return []
-    return [f"99 % of voxels above {STORED_VALUES_Q01:.0f} HU (1 % quantile {q01:.0f}, median "
-            f"{q50:.0f}): no fat, water or soft tissue anywhere; were the stored values saved "
-            "without the rescale intercept (HU + 1024)? (a patch wholly inside dense bone also "
-            "looks like this)"]
+    return [f"no value below 0 HU (min {low:.0f}, median {float(quantiles[1]):.0f}): no fat, "
+            "water or air anywhere; were the stored values saved without the rescale intercept "
+            "(HU + 1024), or is it not a CT (MR)? (a patch wholly inside dense bone also looks "
+            "like this)"]
 
 
 def intensity_profile(quantiles: np.ndarray | torch.Tensor) -> dict[str, Any]:

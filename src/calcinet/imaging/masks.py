@@ -2,8 +2,9 @@
 
 Users often hold a mask (3D Slicer, ITK-SNAP, MONAI Label) rather than centres. Every non-zero
 voxel is foreground; components are 26-connected (voxels touching by a face, an edge or a corner
-belong together), labelled by ``scipy.ndimage.label`` in raster order of their first voxel, and
-each is centred on its centroid.
+belong together), labelled by ``scipy.ndimage.label`` in raster order of their first voxel (in
+the mask file's own axis order), and each is centred on its centroid, in world coordinates. The
+mask must cover the image's voxels (its axes may be stored flipped or permuted).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from calcinet.imaging.readers import Volume
 
@@ -33,15 +35,27 @@ class MaskFinding:
     center_world: tuple[float, float, float]
 
 
+def _ras_grid(shape: Sequence[int], affine: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The grid's shape and affine with its axes in RAS order (permutations and flips only)."""
+    transform = ornt_transform(io_orientation(affine), axcodes2ornt("RAS"))
+    ras_shape = [0, 0, 0]
+    for axis, (target, _) in enumerate(transform):
+        ras_shape[int(target)] = int(shape[axis])
+    return ras_shape, np.asarray(affine, float) @ inv_ornt_aff(transform, tuple(shape))
+
+
 def same_grid(mask: Volume, shape: Sequence[int], affine: np.ndarray,
               tolerance_mm: float = GRID_TOLERANCE_MM) -> bool:
-    """Whether ``mask`` has the grid ``shape`` with a voxel-to-world affine within
-    ``tolerance_mm`` of ``affine`` at every corner."""
-    if list(mask.shape) != [int(s) for s in shape]:
+    """Whether ``mask`` covers the voxel grid ``(shape, affine)``: the same voxels in the same
+    places within ``tolerance_mm`` at every corner, whatever the order and direction its own
+    axes are stored in (a mask saved by another tool may flip or permute them)."""
+    mask_shape, mask_affine = _ras_grid(mask.shape, mask.affine)
+    image_shape, image_affine = _ras_grid(shape, affine)
+    if mask_shape != image_shape:
         return False
-    corners = np.array([[i, j, k, 1.0] for i in (0, mask.shape[0] - 1)
-                        for j in (0, mask.shape[1] - 1) for k in (0, mask.shape[2] - 1)]).T
-    difference = mask.affine @ corners - np.asarray(affine, float) @ corners
+    corners = np.array([[i, j, k, 1.0] for i in (0, mask_shape[0] - 1)
+                        for j in (0, mask_shape[1] - 1) for k in (0, mask_shape[2] - 1)]).T
+    difference = mask_affine @ corners - image_affine @ corners
     return bool(np.abs(difference).max() <= tolerance_mm)
 
 

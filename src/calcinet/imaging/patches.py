@@ -7,12 +7,15 @@ it, so a finding gives the same patch, voxel for voxel, on every path.
 1. The voxel axes are matched to RAS by permutations and flips only (nibabel's
    ``io_orientation``), never by interpolation; an oblique scan is cut along its own axes, those
    nearest to R, A and S.
-2. The resampled grid has the model's spacing along those axes and starts at the scan's voxel 0
-   (its centre); it has ``round(n * old / new)`` voxels along an axis of ``n`` voxels.
+2. The resampled grid has the model's spacing along those axes and starts at the centre of the
+   first voxel of the RAS-ordered array (for an LPS file, its last voxel along x and y); it has
+   ``round(n * old / new)`` voxels along an axis of ``n`` voxels.
 3. The patch is ``patch_size`` voxels of that grid: around ``center`` (rounded to the nearest
    grid voxel, which becomes patch voxel ``size // 2``), or, with no centre, the central crop /
    symmetric pad of the whole grid (MONAI's ``ResizeWithPadOrCrop`` convention).
-4. Values come from trilinear interpolation; outside the scan they are ``pad_value`` HU.
+4. Values come from trilinear interpolation. A voxel stands for the slab half a voxel either side
+   of its centre, so within half a voxel beyond the outermost centres a value is the outermost
+   voxel's; further out it is ``pad_value`` HU.
 
 Only the voxels the patch touches are read and interpolated, so a whole CT scan costs no more
 than a patch, and a file already in RAS at the model's spacing gives an exact copy of its voxels.
@@ -54,12 +57,15 @@ def _linear_axis(values: torch.Tensor, axis: int, positions: np.ndarray, pad_val
                  ) -> torch.Tensor:
     """Linear interpolation of ``values`` along ``axis`` at fractional ``positions``.
 
-    Outside ``[0, n-1]`` a sample is ``pad_value``; a weight of exactly 0 leaves the voxel value
-    untouched, so whole-voxel positions copy the data bit for bit.
+    Within half a voxel outside ``[0, n-1]`` a sample is the edge voxel's value (the voxel's own
+    slab), further out ``pad_value``; a weight of exactly 0 leaves the voxel value untouched, so
+    whole-voxel positions copy the data bit for bit.
     """
     n = values.shape[axis]
-    low = np.floor(positions).astype(np.int64)
-    weight = positions - low
+    covered = (positions >= -0.5) & (positions <= n - 0.5)
+    positions = np.clip(positions, 0, n - 1)
+    low = np.where(covered, np.floor(positions), -1).astype(np.int64)  # -1: pad_value
+    weight = np.where(covered, positions - np.floor(positions), 0.0)
     shape = [1, 1, 1]
     shape[axis] = len(positions)
 
@@ -111,10 +117,12 @@ def cut_patch(
         world = to_world(center, coord_space, volume.affine)
         source = (np.linalg.inv(ras_affine) @ np.append(world, 1.0))[:3]
         if np.any(source < -0.5) or np.any(source > shape - 0.5):
+            voxel = (np.linalg.inv(volume.affine) @ np.append(world, 1.0))[:3]
             raise PatchError(
                 f"centre {[float(c) for c in center]} ({coord_space}) lies outside the image "
-                f"(RAS voxel {np.round(source, 1).tolist()}, image size {shape.tolist()}); "
-                "check the coordinate space and the axis order x,y,z")
+                f"(voxel {np.round(voxel, 1).tolist()} of the file's "
+                f"{'x'.join(map(str, volume.shape))} voxels); check the coordinate space and "
+                "the axis order x,y,z")
         start = np.floor(source / step + 0.5).astype(np.int64) - size // 2
     grid = np.eye(4)
     grid[:3, :3] = np.diag(step)

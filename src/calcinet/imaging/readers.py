@@ -64,12 +64,20 @@ def as_hu_array(array: np.ndarray, path: Path) -> np.ndarray:
 
 def read_nifti(path: Path) -> Volume:
     """NIfTI: ``get_fdata`` applies the file's scaling (scl_slope/inter); nibabel's affine is RAS
-    (the sform when set, else the qform)."""
+    (the sform when set, else the qform). A file with neither gets nibabel's fallback affine and
+    a warning: its orientation is unknown."""
     import nibabel as nib
 
     image = nib.load(str(path))
+    warnings = []
+    header = image.header
+    if "sform_code" in header and int(header["sform_code"]) == 0 \
+            and int(header["qform_code"]) == 0:
+        warnings.append("NIfTI without orientation (sform_code and qform_code 0): read with "
+                        "nibabel's fallback affine, voxel sizes only and the first axis towards "
+                        "the patient's left; save the file with its qform or sform to be sure")
     return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path),
-                  np.asarray(image.affine, float))
+                  np.asarray(image.affine, float), warnings)
 
 
 #: NRRD ``space`` -> the sign of each world axis in RAS.

@@ -28,7 +28,8 @@ class Location:
 
     ``component`` is set on the findings a mask gives (1-based, see
     :func:`calcinet.imaging.mask_findings`); ``npy_spacing`` is the row's own voxel size (mm) of
-    an ``.npy`` file, None for the default; ``id`` is the row's ``id`` column, if any.
+    an ``.npy`` file, None for the default; ``id`` is the row's ``id`` column, if any; ``source``
+    names the manifest line it came from (``manifest.csv:5``), None for a file given directly.
     """
 
     path: Path
@@ -38,6 +39,7 @@ class Location:
     npy_spacing: tuple[float, float, float] | None = None
     component: int | None = None
     id: str | None = None
+    source: str | None = None
 
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from calcinet.imaging.geometry import VOLUME_SUFFIXES, check_space, has_suffix, is_dicom_file
-from calcinet.imaging.rows import Location, parse_location, read_csv
+from calcinet.imaging.rows import CENTER, Location, parse_location, read_csv
 
 
 @dataclass(frozen=True)
@@ -39,33 +39,48 @@ def parse_center(text: str, what: str = "--center") -> tuple[float, float, float
     return values  # type: ignore[return-value]
 
 
-def _is_series(folder: Path) -> bool:
+def is_series(folder: Path) -> bool:
     """A folder holding DICOM files (a series, or the root of a DICOMDIR tree)."""
     return folder.is_dir() and any(
         p.is_file() and (p.name.upper() == "DICOMDIR" or has_suffix(p, (".dcm",))
                          or is_dicom_file(p)) for p in folder.iterdir())
 
 
-def _folder_entries(folder: Path) -> list[Path]:
-    """Volumes in a folder that is not itself a DICOM series: files and series sub-folders."""
-    entries: list[Path] = []
+def folder_entries(folder: Path) -> list[Path]:
+    """Every input in a folder: the folder itself when it holds DICOM files (one series), its
+    volume files, and the same in each sub-folder; a DICOMDIR's folder is one input."""
+    if (folder / "DICOMDIR").is_file():
+        return [folder]
+    entries: list[Path] = [folder] if is_series(folder) else []
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and has_suffix(entry, VOLUME_SUFFIXES):
             entries.append(entry)
         elif entry.is_dir():
-            entries += [entry] if _is_series(entry) else _folder_entries(entry)
+            entries += folder_entries(entry)
     return entries
 
 
-def read_manifest(manifest: Path, default_space: str) -> tuple[list[Location], list[Failure]]:
-    """Rows of a manifest CSV as findings; a bad row is a failure naming the line and column."""
+def read_manifest(manifest: Path, default_space: str | None
+                  ) -> tuple[list[Location], list[Failure]]:
+    """Rows of a manifest CSV as findings; a bad row is a failure naming the line and column.
+
+    As in training, centre columns need a ``coord_space`` column, unless ``default_space``
+    (``--coord-space``) says what the centres of every row without one are.
+    """
     try:
         header, rows = read_csv(manifest)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return [], [Failure(str(manifest), f"cannot be read as a CSV manifest ({error})")]
     if "path" not in header:
+        hint = " (the file looks separated by ';': save it comma-separated)" \
+            if any(";" in h for h in header) else ""
         return [], [Failure(str(manifest), f"manifest columns {header}; expected a 'path' "
-                            "column (and optional center_x,center_y,center_z,coord_space or mask)")]
+                            "column (and optional center_x,center_y,center_z,coord_space or mask)"
+                            + hint)]
+    if any(c in header for c in CENTER) and "coord_space" not in header and default_space is None:
+        return [], [Failure(str(manifest), "the center_x/y/z columns need a coord_space column "
+                            "(world, lps or voxel), as in training, or --coord-space for every "
+                            "row")]
     found: list[Location] = []
     failures: list[Failure] = []
     for line, values in rows:
@@ -80,33 +95,35 @@ def read_manifest(manifest: Path, default_space: str) -> tuple[list[Location], l
             failures += [Failure(where, f"column {column!r}: {message}")
                          for column, message in problems]
         else:
-            found.append(location)
+            found.append(replace(location, source=where))
     return found, failures
 
 
 def expand_inputs(
     inputs: Sequence[str | Path],
     center: tuple[float, float, float] | None = None,
-    coord_space: str = "world",
+    coord_space: str | None = None,
     mask: str | Path | None = None,
 ) -> tuple[list[Location], list[Failure]]:
     """Every INPUT as findings (folders expanded, manifests read), plus the inputs that failed.
 
-    ``center`` / ``coord_space`` / ``mask`` apply to every volume given directly; manifest rows
-    bring their own (``coord_space`` is the default of a row without one).
+    ``center`` / ``coord_space`` (default ``world``) / ``mask`` apply to every volume given
+    directly; manifest rows bring their own (``coord_space`` is the default of a row without
+    one).
     """
-    space = check_space(coord_space, "--coord-space")
+    given = None if coord_space is None else check_space(coord_space, "--coord-space")
+    space = given or "world"
     found: list[Location] = []
     failures: list[Failure] = []
     mask_path = Path(mask) if mask is not None else None
     for item in inputs:
         path = Path(item)
         if path.is_file() and path.suffix.lower() == ".csv":
-            rows, failed = read_manifest(path, space)
+            rows, failed = read_manifest(path, given)
             found += rows
             failures += failed
-        elif path.is_dir() and not _is_series(path):
-            entries = _folder_entries(path)
+        elif path.is_dir():
+            entries = folder_entries(path)
             if not entries:
                 failures.append(Failure(str(path), "folder holds no .nii/.nii.gz/.nrrd/.nhdr/.npy "
                                         "file and no DICOM series"))

@@ -95,6 +95,14 @@ def _reason(error: Exception, path: Path) -> str:
     return f"unexpected {type(error).__name__}: {text}"
 
 
+def _failure(location: Location, error: Exception) -> Failure:
+    """The failure of one input: named by its manifest line when it has one, else its path."""
+    reason = _reason(error, location.path)
+    if location.source:
+        return Failure(location.source, f"{location.path}: {reason}")
+    return Failure(str(location.path), reason)
+
+
 def _findings(location: Location, scan: _Scan) -> list[Location]:
     """The location itself, or one located finding per connected component of its mask."""
     if location.mask is None:
@@ -129,7 +137,7 @@ def load_patches(
                 raise scan
             found = _findings(request, scan)
         except Exception as error:  # noqa: BLE001
-            yield Failure(str(request.path), _reason(error, request.path))
+            yield _failure(request, error)
             continue
         whole_scan = request.center is not None or request.mask is not None
         scan_warnings = [*scan.volume.warnings,
@@ -139,10 +147,10 @@ def load_patches(
                 patch = cut_patch(scan.volume, info.patch_size, info.spacing, finding.center,
                                   finding.coord_space, info.pad_value_hu)
             except Exception as error:  # noqa: BLE001
-                yield Failure(str(finding.path), _reason(error, finding.path))
+                yield _failure(finding, error)
                 continue
             quantiles = hu_quantiles(patch.values)  # of what the model sees
-            warnings = [*scan_warnings, *intensity_warnings(quantiles, whole_scan),
+            warnings = [*scan_warnings, *intensity_warnings(scan.low, quantiles, whole_scan),
                         *profile_warnings(quantiles, info.intensity_profile)]
             yield finding, patch.values, tuple(warnings)
 
