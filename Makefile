@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE ?= hardlink
 # `make train model=resnet18 trainer.max_epochs=3`: every other VAR=value is a Hydra override.
-HYDRA_OVERRIDES := $(filter-out PYTHON=% ARGS=% PYTEST_ARGS=% UV_LINK_MODE=%,$(MAKEOVERRIDES))
+HYDRA_OVERRIDES := $(filter-out PYTHON=% ARGS=% PYTEST_ARGS=% UV_LINK_MODE=% TEST_WORKERS=%,$(MAKEOVERRIDES))
 
 .PHONY: setup train evaluate test test-fast lint lock clean mlflow-ui
 
@@ -30,11 +30,14 @@ train: setup
 evaluate: setup
 	$(VENV)/bin/calcinet-evaluate $(HYDRA_OVERRIDES) $(ARGS)
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; most tests drive single-threaded command
+# lines, so two workers use both cores of a small machine); TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

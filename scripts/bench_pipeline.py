@@ -63,19 +63,15 @@ def _config(overrides: list[str], run_dir: Path):
 
 def end_to_end(cfg, epochs: int) -> tuple[float, torch.nn.Module, dict]:
     """Median samples/s of training epochs 2.. through the real stack."""
-    from calcinet.training.run import _instantiate_all, _loss_options
+    from calcinet.training.run import build
 
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model, loss=_loss_options(cfg, datamodule))
     timer = EpochTimer()
-    callbacks = [*_instantiate_all(cfg.callbacks), timer]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.logger),
-                          max_epochs=epochs, enable_progress_bar=False,
-                          enable_model_summary=False)
-    trainer.fit(module, datamodule=datamodule)
+    parts = build(cfg, callbacks=[timer], max_epochs=epochs, enable_progress_bar=False,
+                  enable_model_summary=False)
+    parts.trainer.fit(parts.module, datamodule=parts.datamodule)
     rates = [n / t for n, t in zip(timer.samples[1:], timer.times[1:], strict=True)]
-    batch = next(iter(datamodule.train_dataloader()))
-    return statistics.median(rates), module, batch
+    batch = next(iter(parts.datamodule.train_dataloader()))
+    return statistics.median(rates), parts.module, batch
 
 
 def pure_compute(module: L.LightningModule, batch: dict, steps: int, repeats: int = 3) -> float:

@@ -83,28 +83,82 @@ def server_reachable(uri: str, timeout: float = 5.0, attempts: int = 3) -> bool:
     return False
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def store_writable(uri: str, wait_s: float = 15.0) -> bool:
+    """Whether a SQLite store can be written, retrying with back-off (0.5, 1, 2, 4 ... s) for
+    up to ``wait_s`` seconds while another process holds its write lock.
+
+    MLflow itself waits about 20 s per call on a locked file, then fails with a long
+    SQLAlchemy traceback; this asks SQLite for the write lock directly (``BEGIN IMMEDIATE``,
+    rolled back at once). A store that does not exist yet, or any other URI, counts as writable.
+    """
+    import sqlite3
+
+    path = sqlite_file(uri)
+    if path is None or not path.is_file():
+        return True
+    deadline, pause = time.monotonic() + wait_s, 0.5
+    while True:
+        try:
+            connection = sqlite3.connect(path, timeout=min(pause, 5.0), isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+                return True
+            finally:
+                connection.close()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+        if time.monotonic() + pause > deadline:
+            return False
+        time.sleep(pause)
+        pause *= 2
+
+
 def checked_tracking_uri(
-    tracking_uri: str | None = None, root_dir: str | Path = ".", on_unreachable: str = "fail"
+    tracking_uri: str | None = None, root_dir: str | Path = ".", on_unreachable: str = "fail",
+    fallback_dir: str | Path | None = None, lock_wait_s: float = 15.0,
 ) -> str:
-    """The resolved URI, after checking that a remote server answers.
+    """The resolved URI, after checking that a remote server answers and that a SQLite store
+    is not write-locked by another process (retried for ``lock_wait_s`` seconds).
 
     ``on_unreachable="fail"`` raises :class:`TrackingUnreachableError` naming the URI;
-    ``"local"`` falls back to ``sqlite:///<root_dir>/mlflow.db`` and says so.
+    ``"local"`` falls back, and says so, to ``sqlite:///<root_dir>/mlflow.db``, or to
+    ``sqlite:///<fallback_dir>/mlflow.db`` (the run folder) when that one is the store that
+    failed or is locked too.
     """
     if on_unreachable not in ON_UNREACHABLE:
         raise ValueError(f"logger.mlflow.on_unreachable={on_unreachable!r}: expected one of "
                           f"{', '.join(ON_UNREACHABLE)}")
     uri = resolve_tracking_uri(tracking_uri, root_dir)
-    if not uri.startswith(("http://", "https://")) or server_reachable(uri):
+    if uri.startswith(("http://", "https://")):
+        if server_reachable(uri):
+            return uri
+        problem = (f"MLflow tracking server {uri} does not answer "
+                   f"(GET {uri.rstrip('/')}/health)")
+        advice = "start it, fix MLFLOW_TRACKING_URI / logger.mlflow.tracking_uri"
+    elif store_writable(uri, lock_wait_s):
         return uri
-    if on_unreachable == "fail":
+    else:
+        problem = (f"MLflow store {uri} is locked by another process (SQLite: database is "
+                   f"locked, still after {lock_wait_s:g} s of retries)")
+        advice = "let the other process finish or stop it"
+    candidates = [Path(root_dir)] + ([Path(fallback_dir)] if fallback_dir is not None else [])
+    local = next((f"sqlite:///{(folder / DEFAULT_DB).resolve()}" for folder in candidates
+                  if f"sqlite:///{(folder / DEFAULT_DB).resolve()}" != uri
+                  and store_writable(f"sqlite:///{(folder / DEFAULT_DB).resolve()}", 0)), None)
+    if on_unreachable == "fail" or local is None:
+        instead = f" (to log to {local} instead)" if local else ""
         raise TrackingUnreachableError(
-            f"MLflow tracking server {uri} does not answer (GET {uri.rstrip('/')}/health); start "
-            "it, fix MLFLOW_TRACKING_URI / logger.mlflow.tracking_uri, or add "
-            "logger.mlflow.on_unreachable=local to log to the local store instead")
-    local = f"sqlite:///{(Path(root_dir) / DEFAULT_DB).resolve()}"
-    message = (f"MLflow tracking server {uri} does not answer; logging to the local store {local} "
-               "instead (logger.mlflow.on_unreachable=local)")
+            f"{problem}; {advice}, or add logger.mlflow.on_unreachable=local{instead}")
+    message = f"{problem}; logging to the local store {local} instead " \
+              "(logger.mlflow.on_unreachable=local)"
     log.warning(message)
     print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
     return local
@@ -124,13 +178,35 @@ def _define_resilient_logger() -> type:
     from lightning.pytorch.loggers import MLFlowLogger
 
     class ResilientMLFlowLogger(MLFlowLogger):
-        """Lightning's MLflow logger whose calls after the run started warn instead of raising.
+        """Lightning's MLflow logger whose calls after the run started warn instead of raising,
+        and whose epoch metrics are committed together with the epoch's checkpoint.
 
         After the first MLflow error (e.g. the server went away) logging stops with one warning,
         and training, checkpoints and the run folder carry on.
+
+        While training (between :meth:`hold` ``(True)`` and ``(False)``, called by
+        :class:`calcinet.training.callbacks.ModelCheckpoint`), Lightning's own metric calls are
+        dropped: each epoch's metrics reach MLflow through :meth:`commit`, only once that
+        epoch's ``last.ckpt`` is on disk. A run killed at any moment therefore never has metrics
+        in MLflow for an epoch its checkpoints do not cover, and resuming never logs an epoch
+        twice.
         """
 
         failed = False
+        holding = False
+
+        def hold(self, holding: bool) -> None:
+            self.holding = bool(holding)
+
+        def commit(self, metrics: Mapping[str, float], step: int) -> None:
+            """Log one finished, checkpointed epoch's metrics at ``step``."""
+            self.guarded("logging metrics", super().log_metrics, dict(metrics), step)
+
+        def committed_epochs(self) -> set[int]:
+            """The epochs whose metrics are in the run (from its ``epoch`` metric)."""
+            history = self.guarded("reading the run", self.experiment.get_metric_history,
+                                   self.run_id, "epoch") or []
+            return {int(m.value) for m in history}
 
         def guarded(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
             """``call(*args, **kwargs)``, or None with a warning once MLflow has failed."""
@@ -149,10 +225,35 @@ def _define_resilient_logger() -> type:
                 return None
 
         def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-            self.guarded("logging metrics", super().log_metrics, metrics, step)
+            if not self.holding:
+                self.guarded("logging metrics", super().log_metrics, metrics, step)
 
         def log_hyperparams(self, params: Any) -> None:
-            self.guarded("logging parameters", super().log_hyperparams, params)
+            """Log ``params`` (flattened) as MLflow parameters, each value whole up to MLflow's
+            limit (Lightning's logger cuts every value at 250 characters, silently); a longer
+            value is cut with a warning naming it (the run's ``config.yaml`` holds it whole)."""
+            self.guarded("logging parameters", self._log_params, params)
+
+        def _log_params(self, params: Any) -> None:
+            from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+            from mlflow.entities import Param
+            from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+            flat = _flatten_dict(_convert_params(params))
+            values = {key: str(value) for key, value in flat.items()}
+            for key, value in values.items():
+                if len(value) > MAX_PARAM_VAL_LENGTH:
+                    message = (f"MLflow parameter {key} is {len(value)} characters long, over "
+                               f"MLflow's limit of {MAX_PARAM_VAL_LENGTH}: logged cut to the "
+                               "limit; the run's config.yaml artifact holds it whole")
+                    warnings.warn(message, RuntimeWarning, stacklevel=3)
+                    print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+                    values[key] = value[:MAX_PARAM_VAL_LENGTH]
+            batch = [Param(key, value) for key, value in values.items()]
+            for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
+                self.experiment.log_batch(run_id=self.run_id,
+                                          params=batch[start:start + MAX_PARAMS_TAGS_PER_BATCH],
+                                          **self._log_batch_kwargs)
 
         def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
             self.guarded("logging a checkpoint", super().after_save_checkpoint, checkpoint_callback)
@@ -220,11 +321,16 @@ def build_mlflow_logger(
     tags: Mapping[str, Any] | None = None,
     on_unreachable: str = "fail",
     run_id: str | None = None,
+    fallback_dir: str | Path | None = None,
+    lock_wait_s: float = 15.0,
 ) -> MLFlowLogger | Logger:
     """Lightning's MLflow logger pointed at the resolved (and, if remote, checked) store.
 
     ``artifact_location`` applies to a local store only (a server decides for itself).
-    ``run_id`` continues an existing run (``resume=true``). Errors after the start become
+    ``run_id`` continues an existing run (``resume=true``). A server that does not answer or a
+    SQLite store locked by another process (retried for ``lock_wait_s`` s) stops the start
+    with one line, or with ``on_unreachable="local"`` logs to a local store (see
+    :func:`checked_tracking_uri`; ``fallback_dir`` is the run folder). Errors after the start become
     warnings (see ``ResilientMLFlowLogger``). The other ranks of a distributed run started by
     torchrun or SLURM get an ``OtherRankLogger`` that logs nothing: only rank 0 talks to MLflow,
     and every rank creating a new SQLite store at once breaks its schema migration.
@@ -233,10 +339,13 @@ def build_mlflow_logger(
 
     if getattr(rank_zero_only, "rank", 0) != 0:
         return __getattr__("OtherRankLogger")()
-    uri = checked_tracking_uri(tracking_uri, root_dir, on_unreachable)
+    uri = checked_tracking_uri(tracking_uri, root_dir, on_unreachable, fallback_dir, lock_wait_s)
     location = None
     if not is_remote(uri):
-        location = str(Path(artifact_location or Path(root_dir) / "mlartifacts").resolve())
+        in_run = fallback_dir is not None and sqlite_file(uri) == \
+            (Path(fallback_dir) / DEFAULT_DB).resolve()
+        store_dir = Path(fallback_dir) if in_run else Path(root_dir)
+        location = str(Path(artifact_location or store_dir / "mlartifacts").resolve())
     return __getattr__("ResilientMLFlowLogger")(
         experiment_name=experiment_name,
         run_name=run_name,
@@ -280,12 +389,13 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def report_to_parent(client: Any, parent_id: str, run_id: str, score: float,
-                     output_dir: str) -> None:
-    """Keep the best child so far on the parent run (metric ``best/val_auroc`` and tags)."""
-    best = client.get_run(parent_id).data.metrics.get("best/val_auroc")
-    client.log_metric(parent_id, "trials/val_auroc", score)
-    if best is None or score > best:
-        client.log_metric(parent_id, "best/val_auroc", score)
+def report_to_parent(client: Any, parent_id: str, run_id: str, name: str, score: float,
+                     output_dir: str, mode: str = "max") -> None:
+    """Keep the best child so far on the parent run (metric ``name``, e.g. ``best/val_auroc``,
+    and tags); every child's score goes to ``trials/<metric>``."""
+    best = client.get_run(parent_id).data.metrics.get(name)
+    client.log_metric(parent_id, name.replace("best/", "trials/", 1), score)
+    if best is None or (score > best if mode == "max" else score < best):
+        client.log_metric(parent_id, name, score)
         client.set_tag(parent_id, "calcinet.best_run_id", run_id)
         client.set_tag(parent_id, "calcinet.best_output_dir", output_dir)

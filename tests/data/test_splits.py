@@ -61,10 +61,16 @@ def test_small_cohorts_still_get_both_classes_in_every_split() -> None:
 
 
 def test_a_patient_with_any_malignant_finding_is_stratified_as_malignant() -> None:
-    labels = [0, 1, 0, 0]
-    patients = ["p", "p", "q", "r"]
-    splits = stratified_patient_split(labels, patients, 0.0, 0.0)
-    assert splits[0] == splits[1]
+    # p has a benign and a malignant finding; s one malignant; b1..b4 one benign each.
+    labels = [0, 1, 1, 0, 0, 0, 0]
+    patients = ["p", "p", "s", "b1", "b2", "b3", "b4"]
+    splits = stratified_patient_split(labels, patients, 0.5, 0.0)
+    assert splits[0] == splits[1]  # a patient's findings stay together
+    by_patient = dict(zip(patients, splits, strict=True))
+    # Malignant stratum {p, s}: one of them in val; benign stratum {b1..b4}: two in val. Were p
+    # counted benign, the benign stratum would hold five patients and send only one b to val.
+    assert sorted([by_patient["p"], by_patient["s"]]) == ["train", "val"]
+    assert sum(by_patient[b] == "val" for b in ("b1", "b2", "b3", "b4")) == 2
 
 
 def test_manifest_without_split_column_splits_by_patient(tmp_path: Path) -> None:

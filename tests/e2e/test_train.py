@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import run_cli
 
 EPOCH_METRICS = ("train/loss", "val/loss", "val/auroc", "val/accuracy", "val/sensitivity",
-                 "val/specificity", "val/f1", "val/ap")
+                 "val/specificity", "val/f1", "val/ap", "val/threshold", "val/temperature",
+                 "lr-AdamW")
 
 
 @pytest.mark.slow
@@ -28,13 +29,15 @@ def test_smoke_run_writes_checkpoints_and_logs_to_mlflow(tmp_path: Path) -> None
     # Everything the run writes lives in its Hydra run folder.
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     names = {p.name for p in checkpoints}
-    assert "last.ckpt" in names and len(names) == 2, names
+    assert {"last.ckpt", "best.ckpt"} <= names and len(names) == 3, names
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
-    best = next(p for p in checkpoints if p.name != "last.ckpt")
+    best = next(p for p in checkpoints if p.name.startswith("epoch"))
+    assert (run_dir / "checkpoints" / "best.ckpt").read_bytes() == best.read_bytes()
     hparams = torch.load(best, map_location="cpu", weights_only=False)["hyper_parameters"]
     assert hparams["preprocessing"]["patch_size"] == [48, 48, 48]
-    assert "Best checkpoint:" in result.stdout and str(best) in result.stdout
+    assert f"Best checkpoint:  {run_dir / 'checkpoints' / 'best.ckpt'} (val/auroc=" in \
+        result.stdout
     assert "mlflow ui --backend-store-uri" in result.stdout
 
     client = MlflowClient(tracking_uri=uri)

@@ -67,6 +67,14 @@ def test_numeric_columns_are_binned_and_id_columns_skipped() -> None:
 
 
 def test_report_json_has_no_nan() -> None:
+    import json
+
     tables, _ = breakdowns(_predictions())
-    rows = to_jsonable(tables["pattern"].to_dict("records"))
-    assert any(row["auroc"] is None for row in rows)
+    table = tables["pattern"]
+    assert table["auroc"].isna().sum() == 2  # the two one-class patterns
+    rows = to_jsonable(table.to_dict("records"))
+    json.dumps(rows, allow_nan=False)  # strict JSON: raises on a NaN left behind
+    for row, auroc in zip(rows, table["auroc"], strict=True):
+        assert (row["auroc"] is None) == bool(np.isnan(auroc))
+        if row["auroc"] is not None:
+            assert row["auroc"] == pytest.approx(auroc)

@@ -194,54 +194,43 @@ def test_same_model_twice_gives_identical_numbers(
 
 
 class _Exported(torch.nn.Module):
-    """What calcinet-export promises: raw HU in, probability out, windowing inside."""
+    """What calcinet-export promises, written here by hand: raw HU in, windowing inside, the
+    logit divided by the calibration temperature, probability out."""
 
-    def __init__(self, network: torch.nn.Module, low: float, high: float) -> None:
+    def __init__(self, network: torch.nn.Module, low: float, high: float,
+                 temperature: float) -> None:
         super().__init__()
         self.network, self.low, self.high = network, low, high
+        self.temperature = temperature
 
     def forward(self, hu: torch.Tensor) -> torch.Tensor:
         x = ((hu - self.low) / (self.high - self.low)).clamp(0.0, 1.0)
-        return torch.sigmoid(self.network(x).reshape(-1))
+        return torch.sigmoid(self.network(x).reshape(-1) / self.temperature)
 
 
-def _flat_metadata(module: torch.nn.Module, ckpt: Path, run_id: str) -> dict:
-    """The metadata keys the evaluation contract names, flat."""
-    return {
-        "patch_size": [24, 24, 24],
-        "spacing": [1.5, 1.5, 1.5],
-        "hu_window": [-200.0, 1800.0],
-        "threshold": float(module.threshold),
-        "threshold_at_sensitivity": float(module.threshold_at_sensitivity),
-        "class_names": ["benign", "malignant"],
-        "training_run_id": run_id,
-    }
-
-
-def _export_metadata(module: torch.nn.Module, ckpt: Path, run_id: str) -> dict:
-    """calcinet-export's own metadata.json for this checkpoint."""
-    export_metadata = pytest.importorskip("calcinet.export.metadata")
-    from calcinet.export.checkpoint import read_checkpoint
-
-    thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
-    metadata = export_metadata.build_metadata(read_checkpoint(ckpt), thresholds, "trace")
-    assert metadata["training"]["mlflow_run_id"] == run_id
-    return metadata
-
-
-@pytest.mark.parametrize("layout", [_flat_metadata, _export_metadata], ids=["flat", "export"])
-def test_torchscript_model_gives_the_checkpoints_probabilities(
-    first: SimpleNamespace, tmp_path: Path, layout
+@pytest.mark.parametrize("suffix", [".ts", ".pt2"])
+def test_exported_model_gives_the_checkpoints_probabilities(
+    first: SimpleNamespace, tmp_path: Path, suffix: str
 ) -> None:
+    from calcinet.export.checkpoint import read_checkpoint
+    from calcinet.export.metadata import build_metadata
     from calcinet.training.module import CalciModule
 
     module = CalciModule.load_from_checkpoint(first.ckpt, map_location="cpu").eval()
-    metadata = layout(module, first.ckpt, first.parent)
-    scripted = torch.jit.trace(
-        _Exported(module.network, -200.0, 1800.0), torch.zeros(2, 1, 24, 24, 24)
-    )
-    path = tmp_path / "model.ts"
-    torch.jit.save(scripted, str(path), _extra_files={"metadata.json": json.dumps(metadata)})
+    temperature = float(torch.load(first.ckpt, weights_only=False)["state_dict"]["temperature"])
+    thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
+    metadata = build_metadata(read_checkpoint(first.ckpt), thresholds, "trace", temperature)
+    assert metadata["training"]["mlflow_run_id"] == first.parent
+    example = torch.zeros(2, 1, 24, 24, 24)
+    model = _Exported(module.network, -200.0, 1800.0, temperature).eval()
+    path = tmp_path / f"model{suffix}"
+    if suffix == ".ts":
+        torch.jit.save(torch.jit.trace(model, example), str(path),
+                       _extra_files={"metadata.json": json.dumps(metadata)})
+    else:
+        from calcinet.export.torch_export import export_program, save_program
+
+        save_program(export_program(model, example), path, metadata)
     cfg = compose_config(
         "evaluate", [f"model_path={path}", *SMALL, "mlflow.enabled=false"], tmp_path / "ts"
     )
@@ -249,13 +238,13 @@ def test_torchscript_model_gives_the_checkpoints_probabilities(
     exported = pd.read_csv(tmp_path / "ts" / "predictions.csv")
     reference = pd.read_csv(first.run_dir / "predictions.csv")
     np.testing.assert_allclose(exported["probability"], reference["probability"], atol=1e-5)
-    assert report["model"]["kind"] == "torchscript"
+    assert report["model"]["kind"] == ("torchscript" if suffix == ".ts" else "torch.export")
     assert report["model"]["training_run_id"] == first.parent
     assert report["model"]["patch_size"] == [24, 24, 24]
     assert report["operating_point"]["threshold"] == pytest.approx(float(module.threshold))
+    assert report["calibration"]["temperature"] == pytest.approx(temperature)
     assert report["gradcam"]["status"] == "skipped"
     assert "TorchScript" in report["gradcam"]["reason"]
-    assert "TorchScript" in (tmp_path / "ts" / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,14 @@ print(json.dumps({"calcinet_imported": any(m.split(".")[0] == "calcinet" for m i
 
 
 def _checkpoint_probabilities(checkpoint: Path, hu: torch.Tensor) -> torch.Tensor:
+    """MONAI's window, the eager network, the stored temperature, a sigmoid."""
     module = CalciModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     low, high = module.hparams.preprocessing["hu_window"]
+    temperature = torch.load(checkpoint, weights_only=False)["state_dict"]["temperature"]
     windowed = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(hu)
     with torch.no_grad():
-        return torch.sigmoid(module(torch.as_tensor(windowed)).float())
+        logit = module.network(torch.as_tensor(windowed)).reshape(-1).float()
+        return torch.sigmoid(logit / float(temperature))
 
 
 def test_reloaded_in_a_torch_only_process_matches_the_checkpoint(
@@ -122,10 +125,10 @@ def test_default_output_is_beside_the_checkpoint(tiny_checkpoint: Path, tmp_path
 def test_a_run_folder_exports_its_best_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    for name in ("epoch=000-val_auroc=0.5000.ckpt", "last.ckpt"):
+    for name in ("epoch000-val_auroc0.5000.ckpt", "last.ckpt"):
         (run / "checkpoints" / name).write_bytes(tiny_checkpoint.read_bytes())
     result = export_checkpoint(run, torch_export=False)
-    assert result.torchscript == run / "checkpoints" / "epoch=000-val_auroc=0.5000.ts"
+    assert result.torchscript == run / "checkpoints" / "epoch000-val_auroc0.5000.ts"
     empty = tmp_path / "empty_run"
     empty.mkdir()
     with pytest.raises(ExportError, match=r"no \*.ckpt file in .*; expected a .ckpt file or a"):

@@ -37,7 +37,7 @@ def _assert_auroc_of_whole_val_split(logged: float, checkpoint: Path, scratch: P
     labels, scores = [], []
     with torch.no_grad():
         for batch in datamodule.val_dataloader():
-            scores += torch.sigmoid(module(batch["image"])).tolist()
+            scores += module.probability(batch["image"]).tolist()  # calibrated, float32
             labels += batch["label"].tolist()
     assert logged == pytest.approx(roc_auc_score(labels, scores), abs=1e-5)
 
@@ -93,14 +93,14 @@ def test_torchrun_two_cpu_ranks_one_folder_one_run_global_auroc(tmp_path: Path) 
     # files left by a second writer, and the best one uploaded once.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlartifacts", "mlflow.db", "run"]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert len(checkpoints) == 2 and "last.ckpt" in checkpoints, checkpoints
+    assert len(checkpoints) == 3 and {"best.ckpt", "last.ckpt"} <= set(checkpoints), checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
 
     run_id = _only_run(uri, run_dir)
     client = MlflowClient(tracking_uri=uri)
     assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == \
-        [f"checkpoints/{name}" for name in checkpoints if name != "last.ckpt"]
+        [f"checkpoints/{name}" for name in checkpoints if name.startswith("epoch")]
     history = client.get_metric_history(run_id, "val/auroc")
     assert len({m.step for m in history}) == len(history) == 2  # rank 0 only, once per epoch
     _assert_auroc_of_whole_val_split(history[-1].value, last, tmp_path / "x")
@@ -134,7 +134,7 @@ def test_sigterm_to_the_spawning_process_stops_its_workers_and_resume_finishes(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    epochs = 6
+    epochs = 4
     args = [*DDP, "data.source.num_train=64", f"trainer.max_epochs={epochs}",
             f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}

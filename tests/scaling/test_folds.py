@@ -7,7 +7,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 
 from calcinet.data.datamodule import CalciDataModule
@@ -58,9 +60,36 @@ def test_datamodule_folds_cover_train_and_val_once_and_keep_test() -> None:
         CalciDataModule(_Source(), (16, 16, 16), (2, 2, 2), (-200, 1800), num_folds=3, fold=3)
 
 
-def test_fold_keys_compose_for_every_data_option(tmp_path: Path) -> None:
-    cfg = compose_config("train", ["data.num_folds=4", "data.fold=1"], run_dir=tmp_path)
-    assert cfg.data.num_folds == 4 and cfg.data.fold == 1
+def _data_files(folder: Path) -> dict[str, list[str]]:
+    """The overrides that point every data option at a small real file of its own."""
+    from tests.data.conftest import patch_rows, write_manifest
+    from tests.data.test_nodulemnist import write_npz
+
+    manifest = write_manifest(folder / "manifest.csv", patch_rows(folder, 16))
+    npz = write_npz(folder / "nodulemnist3d.npz")
+    return {"synthetic": ["data.source.num_train=16", "data.source.num_val=8"],
+            "manifest": [f"data.manifest={manifest}", "data.patch_size=[12,12,12]"],
+            "nodulemnist3d": [f"data.path={npz}"]}
+
+
+@pytest.mark.parametrize("option", ["synthetic", "manifest", "nodulemnist3d"])
+def test_shared_data_keys_reach_the_datamodule_for_every_data_option(
+        option: str, tmp_path: Path) -> None:
+    """Folds and the balanced sampler are keys of every data option (conf/data/_base.yaml)."""
+    overrides = [f"data={option}", "data.num_folds=3", "data.fold=1", "data.balanced_sampler=true",
+                 "data.cache=none", *_data_files(tmp_path)[option]]
+    cfg = compose_config("train", overrides, run_dir=tmp_path / "run")
+    dm = instantiate(cfg.data)
+    assert dm.num_folds == 3 and dm.fold == 1 and dm.balanced_sampler
+    pool = dm.source.records("train") + dm.source.records("val")
+    train, val = dm.records("train"), dm.records("val")
+    assert len(train) + len(val) == len(pool) and {r["id"] for r in val} <= {r["id"] for r in pool}
+    assert not {r["id"] for r in train} & {r["id"] for r in val}
+    sampler = dm.balanced_sampler_for("train")
+    weights = sampler.weights.numpy()
+    labels = np.array([r["label"] for r in train])
+    # Each class has half of the total weight: both equally likely in every draw.
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def test_training_and_evaluation_log_to_a_real_server(
     # The artifact went through the server into its --artifacts-destination.
     assert list((mlflow_server.folder / "artifacts").rglob("*.ckpt"))
 
-    best = next(p for p in (run_dir / "checkpoints").glob("epoch=*.ckpt"))
+    best = next(p for p in (run_dir / "checkpoints").glob("epoch*.ckpt"))
     result = run_cli(
         ["calcinet-evaluate", f"ckpt_path='{best}'", "data.source.num_test=8",
          "data.patch_size=[16,16,16]", "data.spacing=[2.0,2.0,2.0]", "bootstrap.n=20",
@@ -114,3 +116,70 @@ def test_server_lost_mid_run_training_continues_and_checkpoints(
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
                       weights_only=False)
     assert last["epoch"] == 2
+
+
+def _hold_write_lock(database: Path) -> subprocess.Popen:
+    """Another process holding ``database``'s SQLite write lock until it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.slow
+def test_a_locked_store_is_named_in_one_line_and_can_fall_back_to_the_run_folder(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("calcinet")
+    holder = _hold_write_lock(database)
+    try:
+        started = time.monotonic()
+        refused = run_cli(["calcinet-train", *TINY, "logger.mlflow.lock_wait_s=2",
+                           f"hydra.run.dir={tmp_path / 'refused'}"], cwd=tmp_path)
+        waited = time.monotonic() - started
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        (line,) = [text for text in refused.stderr.splitlines() if "calcinet: error" in text]
+        assert f"sqlite:///{database.resolve()}" in line and "locked" in line
+        assert "on_unreachable=local" in line and "Traceback" not in refused.stderr
+        assert waited < 60  # MLflow alone waits ~20 s per call and retries for over a minute
+        assert not (tmp_path / "refused" / "checkpoints").exists()
+
+        run_dir = tmp_path / "fallback"
+        trained = run_cli(["calcinet-train", *TINY, "logger.mlflow.lock_wait_s=1",
+                           "logger.mlflow.on_unreachable=local", f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        local = f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+        assert local in trained.stderr and "locked" in trained.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    client = MlflowClient(tracking_uri=local)
+    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    assert run.info.status == "FINISHED" and "best/val_auroc" in run.data.metrics
+    main_store = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    assert main_store.search_runs([main_store.get_experiment_by_name("calcinet").experiment_id]) \
+        == []
+
+
+def test_parameters_are_logged_whole_up_to_mlflows_limit_and_cut_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    from calcinet.tracking import build_mlflow_logger
+
+    logger = build_mlflow_logger(root_dir=tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    folder = "/data/" + "x" * 400
+    huge = "y" * (MAX_PARAM_VAL_LENGTH + 10)
+    with pytest.warns(RuntimeWarning, match=f"data.huge is {len(huge)} characters"):
+        logger.log_hyperparams({"paths.output_dir": folder, "data.huge": huge})
+    params = MlflowClient(tracking_uri=logger._tracking_uri).get_run(logger.run_id).data.params
+    assert params["paths.output_dir"] == folder
+    assert params["data.huge"] == huge[:MAX_PARAM_VAL_LENGTH]
+    assert "config.yaml" in capsys.readouterr().err

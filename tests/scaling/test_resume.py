@@ -22,13 +22,9 @@ def _train_command(run_dir: Path, *extra: str) -> list[str]:
     return [str(bin_dir / "calcinet-train"), *TINY, f"hydra.run.dir={run_dir}", *extra]
 
 
-#: What each signal leaves behind: the exit status of ``calcinet-train`` and the MLflow run's
-#: status. Nothing runs after SIGKILL; after SIGTERM Lightning finishes the batch it is in,
-#: closes the run and calcinet exits with 128 + 15, as a process ended by the signal does.
-AFTER_SIGNAL = {
-    signal.SIGKILL: (-signal.SIGKILL, "RUNNING"),
-    signal.SIGTERM: (128 + signal.SIGTERM, "KILLED"),
-}
+#: A folder whose sitecustomize.py makes a calcinet-train process SIGKILL itself at one exact
+#: point of an epoch (CALCINET_KILL_AT), so kills land on a chosen side of a window.
+KILL_HOOK = Path(__file__).parent / "kill_hook"
 
 
 def _signal_after_first_epoch(command: list[str], cwd: Path, env: dict[str, str], last: Path,
@@ -57,14 +53,70 @@ def _signal_after_first_epoch(command: list[str], cwd: Path, env: dict[str, str]
                 process.wait()
 
 
+def _epochs_logged(client: MlflowClient, run_id: str, name: str) -> list[int]:
+    """The epoch of every logged value of ``name``, in step order (from the ``epoch`` metric
+    logged with it)."""
+    epoch_at = {m.step: int(m.value) for m in client.get_metric_history(run_id, "epoch")}
+    history = sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
+    return [epoch_at[m.step] for m in history]
+
+
+def _resume_and_check(tmp_path: Path, run_dir: Path, uri: str, args: list[str],
+                      epochs: int) -> None:
+    """Resume the run of ``run_dir``: it finishes in the same folder and MLflow run, and every
+    epoch is logged exactly once."""
+    client = MlflowClient(tracking_uri=uri)
+    result = run_cli(["calcinet-train", *TINY, f"hydra.run.dir={run_dir}", *args, "resume=true"],
+                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == epochs - 1
+    assert f"Run folder:       {run_dir.resolve()}" in result.stdout
+    assert not (tmp_path / "outputs").exists()  # no second run folder
+    assert not list((run_dir / "checkpoints").glob("last-v*.ckpt"))
+    experiment = client.get_experiment_by_name("calcinet")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
+    assert run.info.status == "FINISHED"
+    for name in ("val/auroc", "val/loss", "train/loss", "lr-AdamW"):
+        assert _epochs_logged(client, run.info.run_id, name) == list(range(epochs)), name
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
-def test_signal_then_resume_continues_the_same_run_and_folder(
-    tmp_path: Path, sig: signal.Signals
+@pytest.mark.parametrize("where", ["before_commit", "after_commit"])
+def test_sigkill_on_either_side_of_an_epochs_commit_then_resume(
+    tmp_path: Path, where: str
 ) -> None:
+    """SIGKILL right after epoch 1's last.ckpt is written, before or after its metrics reach
+    MLflow: resume logs epoch 1 from the checkpoint (before) or not again (after)."""
     from calcinet.training.module import CalciModule
 
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    epochs = 4
+    args = [f"trainer.max_epochs={epochs}"]
+    path = os.pathsep.join([str(KILL_HOOK), os.environ.get("PYTHONPATH", "")])
+    killed = run_cli(["calcinet-train", *TINY, f"hydra.run.dir={run_dir}", *args], cwd=tmp_path,
+                     env={"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": path,
+                          "CALCINET_KILL_AT": f"{where}:1"}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+    CalciModule.load_from_checkpoint(last, map_location="cpu")  # a whole, loadable checkpoint
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    assert run.info.status == "RUNNING"
+    logged = _epochs_logged(client, run.info.run_id, "val/auroc")
+    assert logged == ([0] if where == "before_commit" else [0, 1])
+    _resume_and_check(tmp_path, run_dir, uri, args, epochs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sigterm_then_resume_continues_the_same_run_and_folder(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's pre-emption): Lightning finishes the batch, calcinet marks the
+    run KILLED, exits with 128 + 15 and says how to continue; resume finishes the run."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}
     run_dir = tmp_path / "run"
@@ -73,39 +125,19 @@ def test_signal_then_resume_continues_the_same_run_and_folder(
     args = [f"trainer.max_epochs={epochs}", "data.source.num_train=64",
             "data.patch_size=[24,24,24]"]
     returncode, seconds, output = _signal_after_first_epoch(
-        _train_command(run_dir, *args), tmp_path, env, last, sig)
-    expected_code, expected_status = AFTER_SIGNAL[sig]
-    assert returncode == expected_code, output[-3000:]
-    assert seconds < 30, f"{seconds:.1f} s from {sig.name} to the exit"
+        _train_command(run_dir, *args), tmp_path, env, last, signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert seconds < 30, f"{seconds:.1f} s from SIGTERM to the exit"
     stopped_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
     assert stopped_at < epochs - 1
-    CalciModule.load_from_checkpoint(last, map_location="cpu")  # a whole, loadable checkpoint
-
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("calcinet")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == expected_status
-    if sig == signal.SIGTERM:
-        # Stopped inside the epoch after last.ckpt's: nothing of it reached MLflow.
-        assert f"stopped by SIGTERM in epoch {stopped_at + 1};" in output, output[-3000:]
-        assert len(client.get_metric_history(run.info.run_id, "val/auroc")) == stopped_at + 1
-
-    result = run_cli(["calcinet-train", *TINY, f"hydra.run.dir={run_dir}", *args, "resume=true"],
-                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == epochs - 1
-    assert f"Run folder:       {run_dir.resolve()}" in result.stdout
-    assert not (tmp_path / "outputs").exists()  # no second run folder
-
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
-    assert run.info.status == "FINISHED"
-    # Lightning logs `epoch` with the validation and with the training metrics, at their step.
-    epoch_at = {m.step: int(m.value)
-                for m in client.get_metric_history(run.info.run_id, "epoch")}
-    for name in ("val/auroc", "val/loss", "train/loss"):
-        history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
-        assert [epoch_at[m.step] for m in history] == list(range(epochs)), name
+    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    assert run.info.status == "KILLED"
+    # Stopped inside the epoch after last.ckpt's: nothing of it reached MLflow.
+    assert f"stopped by SIGTERM in epoch {stopped_at + 1};" in output, output[-3000:]
+    assert "resume=true" in output and f"hydra.run.dir={run_dir.resolve()}" in output
+    assert _epochs_logged(client, run.info.run_id, "val/auroc") == list(range(stopped_at + 1))
+    _resume_and_check(tmp_path, run_dir, uri, args, epochs)
 
 
 @pytest.mark.slow

@@ -12,9 +12,15 @@ from tests.helpers import compose_config, run_cli
 from tests.scaling.conftest import TINY
 
 
-def test_optuna_search_composes(tmp_path: Path) -> None:
+def test_optuna_search_composes_over_existing_keys(tmp_path: Path) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
     cfg = compose_config("train", ["hparams_search=optuna"], run_dir=tmp_path)
-    assert cfg.optim.optimizer.lr > 0
+    sweeper = HydraConfig.get().sweeper
+    assert sweeper.direction == ("maximize" if cfg.monitor.mode == "max" else "minimize")
+    for key in sweeper.params:  # every searched key exists in the training config
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
 
 
 @pytest.mark.slow

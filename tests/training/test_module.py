@@ -8,7 +8,15 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 from torch.utils.data import DataLoader
 
 from calcinet.training.module import CalciModule, choose_thresholds
@@ -40,9 +48,11 @@ def test_pos_weight_enters_the_loss() -> None:
     assert weighted > plain
 
 
-def test_validation_metrics_match_scikit_learn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("calibration", ["temperature", "none"])
+def test_validation_metrics_are_scikit_learns_at_the_stored_threshold(
+        calibration: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    module = CalciModule(NETWORK, OPTIM, preprocessing=PREP)
+    module = CalciModule(NETWORK, OPTIM, preprocessing=PREP, calibration=calibration)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, default_root_dir=tmp_path)
     batches = _batches()
@@ -50,20 +60,41 @@ def test_validation_metrics_match_scikit_learn(tmp_path: Path) -> None:
     logged = trainer.callback_metrics
     module.eval()
     with torch.no_grad():
-        probs = torch.cat([torch.sigmoid(module(b["image"])) for b in batches])
-    labels = torch.cat([b["label"] for b in batches])
-    assert float(logged["val/auroc"]) == pytest.approx(roc_auc_score(labels, probs), abs=1e-6)
-    accuracy = ((probs >= 0.5).long() == labels).float().mean()
-    assert float(logged["val/accuracy"]) == pytest.approx(float(accuracy), abs=1e-6)
-    for name in ("loss", "auroc", "accuracy", "sensitivity", "specificity", "f1", "ap"):
-        assert f"val/{name}" in logged
-    # The stored operating threshold is Youden's J on these validation predictions.
+        logits = torch.cat([module(b["image"]) for b in batches]).double().numpy()
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    # Temperature scaling is a logistic regression on the logit without intercept: a = 1 / T.
+    if calibration == "temperature":
+        fit = LogisticRegression(penalty=None, fit_intercept=False, tol=1e-10, max_iter=10_000)
+        temperature = 1.0 / float(fit.fit(logits[:, None], labels).coef_[0, 0])
+        assert float(module.temperature) == pytest.approx(temperature, rel=1e-3)
+    else:
+        temperature = 1.0
+        assert float(module.temperature) == 1.0
+    # The probabilities users get (float32, as the exported model computes them) ...
+    with torch.no_grad():
+        probs = torch.cat([module.probability(b["image"]) for b in batches]).double().numpy()
+    assert probs == pytest.approx(1.0 / (1.0 + np.exp(-logits / float(module.temperature))),
+                                  abs=1e-6)
+    # The stored operating threshold is Youden's J on these calibrated probabilities ...
     fpr, tpr, thresholds = roc_curve(labels, probs)
     youden = thresholds[np.argmax(tpr - fpr)]
     assert float(module.threshold) == pytest.approx(float(youden), abs=1e-6)
     assert float(logged["val/threshold"]) == pytest.approx(float(youden), abs=1e-6)
     first_reaching = thresholds[np.nonzero(tpr >= 0.95)[0][0]]
     assert float(module.threshold_at_sensitivity) == pytest.approx(float(first_reaching), abs=1e-6)
+    # ... and every thresholded metric is measured at it, as scikit-learn counts.
+    predicted = (probs >= youden).astype(int)
+    expected = {
+        "auroc": roc_auc_score(labels, probs),
+        "accuracy": accuracy_score(labels, predicted),
+        "sensitivity": recall_score(labels, predicted),
+        "specificity": recall_score(labels, predicted, pos_label=0),
+        "f1": f1_score(labels, predicted),
+        "brier": brier_score_loss(labels, probs),
+    }
+    for name, value in expected.items():
+        assert float(logged[f"val/{name}"]) == pytest.approx(value, abs=1e-5), name
+    assert float(logged["val/temperature"]) == pytest.approx(float(module.temperature))
 
 
 def test_choose_thresholds_on_a_known_curve() -> None:
@@ -97,6 +128,7 @@ def test_fits_and_reloads_from_checkpoint_alone(tmp_path: Path) -> None:
     assert reloaded.hparams.preprocessing == PREP
     assert reloaded.hparams.network["name"] == "compact"
     assert float(reloaded.threshold) == float(module.threshold)
+    assert float(reloaded.temperature) == float(module.temperature) != 1.0
 
 
 def test_focal_loss_and_label_smoothing() -> None:

@@ -27,3 +27,15 @@ def fail(error: Exception | str) -> NoReturn:
     """Print ``calcinet: error: <message>`` on stderr and exit with status 2."""
     print(f"calcinet: error: {error}", file=sys.stderr)
     sys.exit(2)
+
+
+def user_error(error: BaseException, expected: tuple[type[BaseException], ...]
+               ) -> BaseException | None:
+    """The user-facing error behind ``error``: itself, or the cause Hydra wrapped in its
+    "Error in call to target" when building a config node; None when it is neither."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, expected):
+            return seen
+        seen = seen.__cause__
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR, fail
+from calcinet.cli import CONFIG_DIR, fail, user_error
 from calcinet.runtime import tune_malloc
 
 
@@ -15,13 +15,18 @@ def main(cfg: DictConfig) -> float | None:
     """Evaluate; returns the AUROC (the value a Hydra sweeper would read)."""
     tune_malloc()
     from calcinet.config import ConfigError
+    from calcinet.data.validation import DataValidationError
     from calcinet.evaluation import EvaluationError
     from calcinet.evaluation.run import evaluate
 
     try:
         report = evaluate(cfg)
-    except (ConfigError, EvaluationError) as error:
-        fail(error)
+    except Exception as error:
+        # Data problems surface inside Hydra's instantiate: show the message itself.
+        found = user_error(error, (ConfigError, EvaluationError, DataValidationError))
+        if found is None:
+            raise
+        fail(found)
     return report["metrics"]["auroc"]["value"]
 
 

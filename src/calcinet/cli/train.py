@@ -1,35 +1,49 @@
-"""``calcinet-train [overrides]``: train a model and log it to MLflow."""
+"""``calcinet-train [overrides]``: train a model and log it to MLflow.
+
+Exit status: 0 trained; 1 ``data.validate_only=true`` found problems; 2 bad input (one line on
+stderr); 143 (128 + SIGTERM) stopped by SIGTERM, ``last.ckpt`` kept for ``resume=true``.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR, fail
+from calcinet.cli import CONFIG_DIR, fail, user_error
 from calcinet.config import ConfigError
 from calcinet.data.validation import DataValidationError
 from calcinet.runtime import tune_malloc
 from calcinet.tracking import TrackingUnreachableError
 
+USER_ERRORS = (ConfigError, DataValidationError, TrackingUnreachableError)
+
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Train; returns the best ``val/auroc`` (the value a Hydra sweeper optimises)."""
+    """Train; returns the best score of ``monitor.metric`` (what a Hydra sweeper optimises)."""
     tune_malloc()
-    from calcinet.training.run import train
+    from calcinet.training.run import best_metric, data_report, train
+    from calcinet.training.signals import TrainingStopped
 
     try:
+        if cfg.data.get("validate_only"):
+            report, usable = data_report(cfg)
+            print(report, flush=True)
+            sys.exit(0 if usable else 1)
         metrics = train(cfg)
-    except (ConfigError, TrackingUnreachableError) as error:
-        fail(error)
-    except InstantiationException as error:
-        # A manifest with problems or a tracking server that does not answer: print the
-        # message itself, not Hydra's one-line repr.
-        if isinstance(error.__cause__, DataValidationError | TrackingUnreachableError):
-            fail(error.__cause__)
-        raise
-    return metrics.get("best/val_auroc", metrics.get("val/auroc"))
+    except TrainingStopped:
+        sys.exit(128 + signal.SIGTERM)
+    except Exception as error:
+        # A manifest with problems or a tracking server that does not answer surfaces inside
+        # Hydra's instantiate: print the message itself, not Hydra's one-line repr.
+        found = user_error(error, USER_ERRORS)
+        if found is None:
+            raise
+        fail(found)
+    return metrics.get(best_metric(cfg), metrics.get(str(cfg.monitor.metric)))
 
 
 if __name__ == "__main__":

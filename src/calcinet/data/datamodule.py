@@ -16,7 +16,8 @@ from monai.data.utils import json_hashing
 from torch.utils.data import WeightedRandomSampler
 
 from calcinet.data.augment import BatchAugment, augment_options
-from calcinet.data.splits import kfold_patient_split
+from calcinet.data.sources import RecordSource
+from calcinet.data.splits import SPLITS, kfold_patient_split
 from calcinet.data.transforms import PATCH_FORMAT, build_transforms
 
 CACHE_MODES = ("none", "memory", "disk")
@@ -27,7 +28,8 @@ class CalciDataModule(L.LightningDataModule):
     """Batches of ``{"image": [N, 1, X, Y, Z] float32 in [0, 1], "label": [N] int64, ...metadata}``.
 
     Args:
-        source: a record source (see :mod:`calcinet.data.sources`).
+        source: a :class:`~calcinet.data.sources.RecordSource` (phantom, manifest,
+            NoduleMNIST3D).
         patch_size: patch shape in voxels, (x, y, z).
         spacing: voxel size in mm, (x, y, z).
         hu_window: ``[low, high]`` HU mapped to ``[0, 1]`` (values outside are clipped).
@@ -64,7 +66,7 @@ class CalciDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        source: Any,
+        source: RecordSource,
         patch_size: Sequence[int],
         spacing: Sequence[float],
         hu_window: Sequence[float],
@@ -121,7 +123,10 @@ class CalciDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def records(self, split: str) -> list[dict[str, Any]]:
-        """The records of ``split``: the source's, or this fold's under k-fold (``num_folds``)."""
+        """The records of ``split``: the source's, or this fold's under k-fold (``num_folds``);
+        ``"all"``: every split's, train then val then test."""
+        if split == "all":
+            return [r for s in SPLITS for r in self.records(s)]
         if self.num_folds is None or split == "test":
             return self.source.records(split)
         pool = self.source.records("train") + self.source.records("val")
@@ -221,6 +226,15 @@ class CalciDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def evaluation_loader(self, split: str) -> DataLoader:
+        """An unshuffled, unaugmented loader over ``split`` (``train``, ``val``, ``test`` or
+        ``all``) of this fold, in :meth:`records` order: what ``calcinet-evaluate`` reads."""
+        if split in ("val", "test"):
+            return self._loader(split, shuffle=False)
+        return DataLoader(Dataset(self.records(split), self.transforms("val")),
+                          batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

@@ -35,7 +35,13 @@ from typing import Any
 import numpy as np
 from monai.transforms import Transform
 
-from calcinet.data.splits import SPLITS, first_keeping_ratio, stratified_patient_split
+from calcinet.data.splits import (
+    PURPOSES,
+    SPLITS,
+    first_keeping_ratio,
+    split_problems,
+    stratified_patient_split,
+)
 from calcinet.data.transforms import FINDING_KEY, QUANTILES_KEY, ReadVolumed
 from calcinet.data.validation import (
     DataValidationError,
@@ -380,21 +386,11 @@ class ManifestSource:
         kinds = _metadata_columns([row for _, row in rows], metadata)
         for r, split in zip(usable, assigned, strict=True):
             self._records[split].append(self._record(r, split, kinds))
-        how = ("move findings between splits in the split column" if explicit else
-               "change data.split_seed or data.val_fraction/test_fraction, or add findings")
-        left_out = self.n_rows - len(usable)
-        if left_out:
-            how += f"; counted without the {left_out} row{'s' * (left_out != 1)} with problems"
-        for split in SPLITS:
-            counts = Counter(r["label"] for r in self._records[split])
-            if split != "test" and not self._records[split]:
-                self.problems.append(Problem(f"split {split!r} is empty; expected findings of "
-                                             f"both classes ({how})"))
-            elif self._records[split] and len(counts) < 2:
-                only = "benign" if 0 in counts else "malignant"
-                self.problems.append(Problem(
-                    f"split {split!r} has only {only} findings ({sum(counts.values())}); expected "
-                    f"both classes to train and measure AUROC ({how})"))
+
+    def class_counts(self, split: str) -> dict[int, int]:
+        """``{0: benign, 1: malignant}`` findings of ``split`` (within its ``num_<split>``)."""
+        counts = Counter(int(r["label"]) for r in self.records(split))
+        return {0: counts.get(0, 0), 1: counts.get(1, 0)}
 
     def _patient(self, r: dict[str, Any]) -> str:
         """The patient: ``patient_id`` when given, else the image file (its findings together)."""
@@ -437,6 +433,12 @@ class ManifestSource:
 
     def load_transforms(self) -> list[Transform]:
         return [ReadVolumed()]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "manifest": str(self.path.resolve()), "rows": self.n_rows,
+                "patch_size": self.patch_size, "spacing": self.spacing,
+                "on_error": self.on_error, "skipped_rows": len({p.line for p in self.skipped}),
+                "limits": self.limits}
 
     def fingerprint(self) -> str:
         """Changes with the rows, the split, the crop size and any image file's size or mtime."""
@@ -504,6 +506,9 @@ def check_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="check_manifest", description="Check a calcinet manifest without training: every "
         "row, file and split, each problem with its CSV line, column and value.")
+    parser.add_argument("--for", dest="purpose", choices=sorted(PURPOSES), default="training",
+                        help="training (default): train and val need both classes; evaluation: "
+                        "any split may be empty (an external test set)")
     parser.add_argument("manifest", help="the CSV file (path,label[,patient_id,split,...])")
     parser.add_argument("--npy-spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0],
                         metavar=("X", "Y", "Z"), help="voxel size (mm) of .npy files")
@@ -522,4 +527,8 @@ def check_main(argv: Sequence[str] | None = None) -> int:
         print(f"check_manifest: error: {error}")
         return 2
     print(source.validation_report())
-    return 1 if source.problems else 0
+    counts = {split: source.class_counts(split) for split in SPLITS}
+    problems = split_problems(counts, PURPOSES[args.purpose]) if source.n_rows else []
+    for line in problems:
+        print(f"  {line}")
+    return 1 if source.problems or problems else 0

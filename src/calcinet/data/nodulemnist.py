@@ -158,6 +158,10 @@ class NoduleMNISTSource:
     def load_transforms(self) -> list[Transform]:
         return [NoduleImaged(self.path, self.file_spacing)]
 
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path.resolve()),
+                "file_spacing": self.file_spacing, "limits": self.limits}
+
     def fingerprint(self) -> str:
         stat = os.stat(self.path)
         key = [self.kind, self.path.name, stat.st_size, stat.st_mtime_ns, self.file_spacing,

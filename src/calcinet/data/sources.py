@@ -1,13 +1,10 @@
 """Record sources: turn a dataset description into lists of records, one list per split.
 
 A record is a plain dict that MONAI transforms understand: ``{"id", "label", ...metadata}`` plus
-whatever the source's *load* transforms need (phantom parameters, a file path). Each source
-exposes the same small interface, used by :class:`calcinet.data.datamodule.CalciDataModule`:
-
-- ``records(split)``: the records of ``"train"``, ``"val"`` or ``"test"``;
-- ``load_transforms()``: the transforms that produce ``record["image"]`` in HU;
-- ``fingerprint()``: a short hash that changes whenever the data would change;
-- ``write_artifacts(folder)``: files worth keeping with a run (e.g. a montage); returns their paths.
+whatever the source's *load* transforms need (phantom parameters, a file path). Every source
+implements :class:`RecordSource` (the phantom here, :class:`calcinet.data.manifest.ManifestSource`,
+:class:`calcinet.data.nodulemnist.NoduleMNISTSource`); the DataModule, training and evaluation
+use nothing else of them.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import json
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from monai.transforms import Transform
 
@@ -26,6 +23,45 @@ from calcinet.data.phantom import PhantomConfig, sample_params
 from calcinet.data.transforms import RenderPhantomd
 
 SPLITS = ("train", "val", "test")
+
+
+@runtime_checkable
+class RecordSource(Protocol):
+    """What a dataset description must offer to be trained and evaluated on."""
+
+    #: Short name of the kind of source (``"synthetic"``, ``"manifest"``, ...), logged as a tag.
+    kind: ClassVar[str]
+    #: Problems found while reading the data (empty when it is usable as it is); a source built
+    #: with ``validate_only=true`` keeps them here instead of raising.
+    problems: Sequence[Any]
+
+    def records(self, split: str) -> list[dict[str, Any]]:
+        """The records of ``"train"``, ``"val"`` or ``"test"``.
+
+        Raises:
+            ValueError: another split name.
+        """
+        ...
+
+    def load_transforms(self) -> list[Transform]:
+        """The MONAI transforms that produce ``record["image"]`` in HU (with its affine)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the data is, as JSON-able values (stored with evaluation reports)."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A short hash that changes whenever the data would change."""
+        ...
+
+    def write_artifacts(self, folder: Path) -> list[Path]:
+        """Files worth keeping with a run (a montage, the split); returns their paths."""
+        ...
+
+    def validation_report(self) -> str:
+        """Every problem, one per line, or a one-line summary of usable data."""
+        ...
 
 
 def phantom_config(
@@ -63,6 +99,8 @@ class SyntheticSource:
     """
 
     kind = "synthetic"
+    #: Generated data has nothing to check.
+    problems: tuple[()] = ()
 
     def __init__(
         self,
@@ -112,6 +150,10 @@ class SyntheticSource:
             for record in self.records(split):
                 h.update(json.dumps(record["params"], sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
+
+    def validation_report(self) -> str:
+        sizes = ", ".join(f"{split} {size}" for split, size in self.sizes.items())
+        return f"synthetic phantom (seed {self.seed}): no problems; {sizes} samples"
 
     def write_artifacts(self, folder: Path) -> list[Path]:
         from calcinet.data.phantom.montage import render_montage

@@ -110,3 +110,25 @@ def kfold_patient_split(
             assigned[patient] = fold
             filled[fold] += findings[patient]
     return [assigned[p] for p in patients]
+
+
+#: What each use of the data needs: training fits on ``train`` and selects on ``val``; an
+#: evaluation needs only the split it evaluates (see ``calcinet-evaluate split=``).
+PURPOSES = {"training": ("train", "val"), "evaluation": ()}
+
+
+def split_problems(counts: dict[str, dict[int, int]], needed: Sequence[str],
+                   where: str = "") -> list[str]:
+    """One line per split of ``needed`` without both classes; ``counts[split] = {0: benign,
+    1: malignant}``; ``where`` names the fold (``" of fold 2"``)."""
+    found = []
+    for split in needed:
+        benign, malignant = counts[split].get(0, 0), counts[split].get(1, 0)
+        if benign == 0 or malignant == 0:
+            found.append(
+                f"the {split} split{where} holds {benign} benign and {malignant} malignant "
+                "findings; training needs both classes in train and val: add findings of the "
+                "missing class or change the split (the manifest's split column, "
+                "data.split_seed, data.val_fraction, data.fold_seed, data.source.num_val); an "
+                "evaluation-only set needs no train or val split")
+    return found

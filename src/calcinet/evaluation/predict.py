@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,9 @@ TTA_FLIPS: tuple[tuple[int, ...], ...] = tuple(
 class LoadedModel:
     """A model ready to evaluate.
 
-    ``predict`` maps windowed patches to probabilities; ``network`` is the eager network
-    (windowed patch -> ``[N, 1]`` logit) when there is one (checkpoints), for Grad-CAM.
+    ``predict`` maps windowed patches to (calibrated) probabilities; ``temperature`` is the
+    calibration inside them (1.0: none); ``network`` is the eager network (windowed patch ->
+    ``[N, 1]`` logit) when there is one (checkpoints), for Grad-CAM.
     """
 
     kind: str
@@ -53,6 +53,7 @@ class LoadedModel:
     class_names: tuple[str, str] = CLASS_NAMES
     network: nn.Module | None = None
     identity: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     @property
     def training_run_id(self) -> str | None:
@@ -110,7 +111,7 @@ def load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
 
     @torch.no_grad()
     def predict(image: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(module(image.to(device)).float())
+        return module.probability(image.to(device))
 
     return LoadedModel(
         kind="checkpoint",
@@ -126,118 +127,56 @@ def load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
         class_names=tuple(hparams.get("class_names") or CLASS_NAMES),
         network=module.network,
         identity=identity,
+        temperature=float(module.temperature),
     )
 
 
-def load_torchscript(path: Path, device: torch.device) -> LoadedModel:
-    """An exported model: TorchScript taking raw HU ``[N, 1, X, Y, Z]`` and returning
-    probabilities ``[N]``, with its facts in the ``metadata.json`` extra file."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"model_path={str(path)!r}: no such file")
-    extra = {"metadata.json": ""}
-    try:
-        scripted = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception as error:  # noqa: BLE001
-        raise EvaluationError(
-            f"model_path={str(path)!r}: not a TorchScript model ({type(error).__name__}: {error})"
-        ) from None
-    try:
-        metadata = json.loads(extra["metadata.json"] or "{}")
-    except json.JSONDecodeError as error:
-        raise EvaluationError(
-            f"model_path={str(path)!r}: metadata.json is not JSON ({error})"
-        ) from None
-    facts = metadata_facts(metadata)
-    if facts["threshold"] is None:
-        raise EvaluationError(
-            f"model_path={str(path)!r}: metadata.json has no decision threshold; expected the "
-            "file written by calcinet-export"
-        )
-    scripted.eval()
-    window = _as_list(facts["hu_window"])
-    if window is None or len(window) != 2:
-        raise EvaluationError(
-            f"model_path={str(path)!r}: metadata.json hu_window={facts['hu_window']!r}: "
-            "expected [low, high] in HU"
-        )
-    low, high = (float(v) for v in window)
+def load_exported(path: Path, device: torch.device) -> LoadedModel:
+    """An exported model (``.ts`` or ``.pt2``), loaded and checked by the loader
+    ``calcinet-predict`` uses (:func:`calcinet.inference.load_model`): raw HU
+    ``[N, 1, X, Y, Z]`` in, calibrated probabilities ``[N]`` out, facts in its metadata."""
+    from calcinet.inference.model import ModelLoadError
+    from calcinet.inference.model import load_model as load_inference_model
 
-    @torch.no_grad()
+    try:
+        exported = load_inference_model(path, device)
+    except ModelLoadError as error:
+        raise EvaluationError(str(error).replace("--model ", "model_path=", 1)) from None
+    info, doc = exported.info, exported.info.raw
+    low, high = info.hu_window
+
     def predict(image: torch.Tensor) -> torch.Tensor:
         # Batches are windowed to [0, 1]; the exported model windows raw HU itself, and inside
         # the window this is exactly the HU it expects (outside, both clip).
-        hu = image.to(device) * (high - low) + low
-        return scripted(hu).float().reshape(-1)
+        return exported(image * (high - low) + low).reshape(-1)
 
+    training = doc.get("training") or {}
     identity = {
-        "mlflow_run_id": facts["training_run_id"],
-        "mlflow_tracking_uri": facts["mlflow_tracking_uri"],
-        "data_fingerprint": facts["data_fingerprint"],
-        "sha256": file_sha256(path),
-        "metadata": metadata,
+        "mlflow_run_id": training.get("mlflow_run_id"),
+        "mlflow_tracking_uri": training.get("mlflow_tracking_uri"),
+        "data_fingerprint": training.get("data_fingerprint"),
+        "sha256": file_sha256(Path(path)),
+        "metadata": doc,
     }
+    decision = doc.get("decision") or {}
     return LoadedModel(
-        kind="torchscript",
-        path=path,
+        kind="torch.export" if Path(path).suffix == ".pt2" else "torchscript",
+        path=Path(path),
         predict=predict,
-        preprocessing={key: _as_list(facts[key]) for key in ("patch_size", "spacing", "hu_window")},
-        threshold=float(facts["threshold"]),
-        threshold_at_sensitivity=_optional_float(facts["threshold_at_sensitivity"]),
-        target_sensitivity=_optional_float(facts["target_sensitivity"]),
-        operating_point=facts["operating_point"],
-        class_names=tuple(facts["class_names"] or CLASS_NAMES),
+        preprocessing={"patch_size": list(info.patch_size), "spacing": list(info.spacing),
+                       "hu_window": list(info.hu_window)},
+        threshold=info.threshold,
+        threshold_at_sensitivity=info.threshold_at_sensitivity,
+        target_sensitivity=info.target_sensitivity,
+        operating_point=decision.get("operating_point"),
+        class_names=info.class_names,
         identity=identity,
+        temperature=float((doc.get("calibration") or {}).get("temperature", 1.0)),
     )
-
-
-def metadata_facts(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """What evaluation needs from an exported model's ``metadata.json`` (None when absent).
-
-    Reads calcinet-export's layout (``"format": "calcinet-model"``: ``input.patch_size``,
-    ``input.spacing_mm``, ``preprocessing.hu_window``, ``decision.*``, ``training.*``) and the
-    flat layout (``patch_size``, ``spacing``, ``hu_window``, ``threshold``, ...,
-    ``training_run_id``).
-    """
-    if metadata.get("format") == "calcinet-model":
-        inputs = metadata.get("input") or {}
-        decision = metadata.get("decision") or {}
-        training = metadata.get("training") or {}
-        return {
-            "patch_size": inputs.get("patch_size"),
-            "spacing": inputs.get("spacing_mm"),
-            "hu_window": (metadata.get("preprocessing") or {}).get("hu_window"),
-            "threshold": decision.get("threshold"),
-            "threshold_at_sensitivity": decision.get("threshold_at_sensitivity"),
-            "target_sensitivity": decision.get("target_sensitivity"),
-            "operating_point": decision.get("operating_point"),
-            "class_names": metadata.get("class_names"),
-            "training_run_id": training.get("mlflow_run_id"),
-            "mlflow_tracking_uri": training.get("mlflow_tracking_uri"),
-            "data_fingerprint": training.get("data_fingerprint"),
-        }
-    keys = (
-        "patch_size",
-        "spacing",
-        "hu_window",
-        "threshold",
-        "threshold_at_sensitivity",
-        "target_sensitivity",
-        "operating_point",
-        "class_names",
-        "training_run_id",
-        "mlflow_tracking_uri",
-        "data_fingerprint",
-    )
-    return {key: metadata.get(key) for key in keys}
 
 
 def _as_list(value: Any) -> list[float] | None:
     return None if value is None else [v for v in value]
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def predict_tta(model: LoadedModel, image: torch.Tensor) -> torch.Tensor:

@@ -129,6 +129,21 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     lines += _metric_sections(report, "Metrics (value and 95 % CI)")
+    calibration = report.get("calibration") or {}
+    if "before" in calibration:
+        lines += [
+            "## Calibration",
+            "",
+            f"Method: {calibration['method']} (temperature "
+            f"{_number(calibration['temperature'], 4)}, fitted on the training run's validation "
+            "split). Brier score and ECE of the probabilities without it and with it (the model's "
+            "output):",
+            "",
+            *_table(["", "Brier score", "ECE"],
+                    [[name, calibration[key]["brier"], calibration[key]["ece"]]
+                     for name, key in (("before", "before"), ("after", "after"))]),
+            "",
+        ]
     c = report["confusion"]
     lines += [
         "## Confusion at the operating threshold",

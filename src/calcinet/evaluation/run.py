@@ -26,8 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from calcinet import __version__
 from calcinet.config import ConfigError
+from calcinet.data.datamodule import CalciDataModule
 from calcinet.evaluation import EvaluationError, plots
 from calcinet.evaluation.breakdown import breakdowns
+from calcinet.evaluation.calibration import calibration_effect
 from calcinet.evaluation.metrics import (
     THRESHOLD_METRICS,
     BootstrapResult,
@@ -40,7 +42,7 @@ from calcinet.evaluation.predict import (
     TTA_FLIPS,
     LoadedModel,
     load_checkpoint,
-    load_torchscript,
+    load_exported,
     predict_loader,
     resolve_device,
 )
@@ -48,7 +50,8 @@ from calcinet.evaluation.report import write_json, write_markdown
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+#: ``all``: every finding of the data, whatever its split (an external set).
+SPLITS = ("train", "val", "test", "all")
 PREPROCESSING_KEYS = ("patch_size", "spacing", "hu_window")
 
 
@@ -64,8 +67,9 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     ckpt, model = cfg.get("ckpt_path"), cfg.get("model_path")
     if not ckpt and not model:
         raise ConfigError(
-            "ckpt_path=null and model_path=null: give ckpt_path=PATH (a calcinet-train checkpoint "
-            "or run folder) or model_path=PATH (a TorchScript model from calcinet-export)"
+            "ckpt_path=null and model_path=null: give ckpt_path=PATH (a calcinet-train checkpoint, "
+            "e.g. <run folder>/checkpoints/best.ckpt, or the run folder) or model_path=PATH (a "
+            ".ts or .pt2 model from calcinet-export)"
         )
     if ckpt and model:
         raise ConfigError(f"ckpt_path={ckpt!r} and model_path={model!r}: give only one of them")
@@ -80,10 +84,17 @@ def check_evaluate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"breakdown.columns={columns!r}: expected a list of column names or null")
 
 
+#: Files of an exported model (calcinet-export); anything else is a checkpoint or a run folder.
+EXPORTED_SUFFIXES = (".ts", ".pt", ".pt2")
+
+
 def load_model(cfg: DictConfig, device: torch.device) -> LoadedModel:
-    if cfg.get("ckpt_path"):
-        return load_checkpoint(Path(str(cfg.ckpt_path)), device)
-    return load_torchscript(Path(str(cfg.model_path)), device)
+    """The model ``ckpt_path`` or ``model_path`` names, whichever key it was given in: a
+    checkpoint, a training run folder (its best checkpoint) or an exported ``.ts`` / ``.pt2``."""
+    path = Path(str(cfg.get("ckpt_path") or cfg.get("model_path")))
+    if path.suffix in EXPORTED_SUFFIXES:
+        return load_exported(path, device)
+    return load_checkpoint(path, device)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -115,23 +126,6 @@ def apply_model_preprocessing(cfg: DictConfig, model: LoadedModel) -> None:
                 f"the model only works on patches like those it was trained on: leave "
                 f"data.{key} unset to use the model's"
             )
-
-
-def _loader(datamodule: Any, split: str) -> Any:
-    """An unshuffled, unaugmented loader over ``split``."""
-    if split == "test":
-        datamodule.setup("test")
-        return datamodule.test_dataloader()
-    if split == "val":
-        datamodule.setup("validate")
-        return datamodule.val_dataloader()
-    # The train loader shuffles and augments: build the deterministic chain instead.
-    from monai.data import DataLoader, Dataset
-
-    dataset = Dataset(datamodule.source.records("train"), datamodule.transforms("val"))
-    return DataLoader(
-        dataset, batch_size=datamodule.batch_size, shuffle=False, num_workers=datamodule.num_workers
-    )
 
 
 def _data_name(cfg: DictConfig) -> str:
@@ -306,14 +300,10 @@ def _patients(predictions: pd.DataFrame) -> np.ndarray | None:
     return np.where(missing, own, "patient:" + patients.astype(str)).astype(str)
 
 
-def _source_identity(datamodule: Any) -> dict[str, Any]:
+def _source_identity(datamodule: CalciDataModule) -> dict[str, Any]:
     source = datamodule.source
-    identity: dict[str, Any] = {"source": getattr(source, "kind", type(source).__name__)}
-    for name in ("fingerprint", "describe"):
-        method = getattr(source, name, None)
-        if callable(method):
-            identity[name] = method()
-    return identity
+    return {"source": source.kind, "fingerprint": source.fingerprint(),
+            "describe": source.describe()}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -335,8 +325,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = str(cfg.split)
     datamodule = instantiate(cfg.data)
     _check_counts(datamodule.class_counts(split), split, cfg)
-    loader = _loader(datamodule, split)
-    records = datamodule.source.records(split)
+    loader = datamodule.evaluation_loader(split)
+    records = datamodule.records(split)
     tta = bool(cfg.tta)
     log.info(
         "Predicting %d samples of split %r with %s%s",
@@ -375,6 +365,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         section["calibration"] = {
             "n_bins": boot["n_bins"],
             "bins": calibration_bins(label, probability, boot["n_bins"]),
+            **calibration_effect(label, probability, model.temperature, boot["n_bins"]),
         }
         return section, result
 
@@ -487,13 +478,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _notes(report: Mapping[str, Any], model: LoadedModel, split: str) -> list[str]:
     notes = []
-    if split != "test":
+    trained_on = model.identity.get("data_fingerprint")
+    here = report["data"].get("fingerprint")
+    if split in ("train", "val"):
         notes.append(
             f"The {split} split took part in training (train: fitted; val: model "
             "selection and threshold), so these numbers are optimistic."
         )
-    trained_on = model.identity.get("data_fingerprint")
-    here = report["data"].get("fingerprint")
+    elif split == "all" and trained_on and trained_on == here:
+        notes.append(
+            "split=all includes the train and val findings this model was trained and "
+            "selected on, so these numbers are optimistic; evaluate split=test for an unbiased "
+            "estimate."
+        )
     if trained_on and here and trained_on != here:
         notes.append(
             f"The data differ from the training run's (data fingerprint {here} here, "
@@ -530,6 +527,7 @@ def _print_summary(report: Mapping[str, Any], out: Path, seconds: float) -> None
         f"{report['split']!r} in {seconds:.0f} s",
         "  " + ", ".join(show(n) for n in ("auroc", "ap", "sensitivity", "specificity")),
         f"  at the stored operating threshold {report['operating_point']['threshold']:.4f}",
+        *(f"  note: {note}" for note in report.get("notes") or []),
         f"Report:       {out / 'report.md'}",
         f"Predictions:  {out / 'predictions.csv'}",
     ]

@@ -89,7 +89,8 @@ def export_checkpoint(
     check_output(output, ckpt_path)
     info = read_checkpoint(ckpt_path)
     module = load_module(info)
-    model = HUClassifier(module.network, info.hu_window, info.patch_size).eval()
+    model = HUClassifier(module.network, info.hu_window, info.patch_size,
+                         float(module.temperature)).eval()
     batch = check_batch(info.patch_size, max(2, parity_patches), seed)
     scripted, method = to_torchscript(model, batch)
     notes: list[str] = []
@@ -104,7 +105,7 @@ def export_checkpoint(
                 f"no .pt2: torch.export does not support network {info.network['name']!r} ({error})"
             )
     thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
-    metadata = build_metadata(info, thresholds, method)
+    metadata = build_metadata(info, thresholds, method, float(module.temperature))
     program_path = output.with_suffix(".pt2") if program is not None else None
 
     with (

@@ -30,7 +30,10 @@ def file_sha256(path: Path) -> str:
 
 
 def build_metadata(
-    info: CheckpointInfo, thresholds: tuple[float, float], torchscript_method: str
+    info: CheckpointInfo,
+    thresholds: tuple[float, float],
+    torchscript_method: str,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """The metadata of a model exported from ``info``; ``export.parity`` is filled in later."""
     x, y, z = info.patch_size
@@ -64,13 +67,15 @@ def build_metadata(
             "inside_model": True,
             "description": (
                 f"Inside the model: clip to [{low:g}, {high:g}] HU and scale to [0, 1] (MONAI "
-                "ScaleIntensityRange with clip=True), then the network, then a sigmoid."
+                "ScaleIntensityRange with clip=True), then the network, then the logit divided "
+                f"by the temperature {temperature:.4g}, then a sigmoid."
             ),
         },
         "output": {
             "dtype": "float32",
             "shape": ["N"],
-            "meaning": f"probability of class {info.class_names[1]!r} (sigmoid of the logit)",
+            "meaning": f"probability of class {info.class_names[1]!r} (sigmoid of the logit "
+            "divided by the calibration temperature)",
         },
         "decision": {
             "rule": f"{info.class_names[1]} when probability >= threshold",
@@ -78,7 +83,13 @@ def build_metadata(
             "operating_point": info.operating_point,
             "threshold_at_sensitivity": float(thresholds[1]),
             "target_sensitivity": info.target_sensitivity,
-            "chosen_on": "the validation split of the training run (never on test data)",
+            "chosen_on": "the validation split of the training run (never on test data), on the "
+            "calibrated probability",
+        },
+        "calibration": {
+            "method": "temperature" if temperature != 1.0 else "none",
+            "temperature": float(temperature),
+            "fitted_on": "the validation split of the training run (binary cross-entropy)",
         },
         "network": {
             "name": info.network["name"],

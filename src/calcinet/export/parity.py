@@ -1,9 +1,9 @@
 """Parity: the exported files, reloaded in a fresh process, give the checkpoint's probabilities.
 
 The reference is the checkpoint as training used it: MONAI's ``ScaleIntensityRange`` on HU, the
-eager ``CalciModule`` and a sigmoid. The exported files are loaded by a new Python process that
-imports only torch, as a consumer would, so anything the file silently depends on (calcinet
-code, a module attribute, a missing extra file) shows up here and not in production.
+eager ``CalciModule`` and its calibrated sigmoid. The exported files are loaded by a new Python
+process that imports only torch, as a consumer would, so anything the file silently depends on
+(calcinet code, a module attribute, a missing extra file) shows up here and not in production.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def check_batch(patch_size: list[int], num_patches: int, seed: int = 0) -> torch
 def reference_probabilities(
     module: torch.nn.Module, hu: torch.Tensor, hu_window: list[float]
 ) -> torch.Tensor:
-    """The checkpoint's answer: MONAI windowing (as in training), eager forward, sigmoid."""
+    """The checkpoint's answer: MONAI windowing (as in training), eager forward, the stored
+    temperature and the sigmoid (``CalciModule.probability``)."""
     from monai.transforms import ScaleIntensityRange
 
     window = ScaleIntensityRange(
@@ -96,7 +97,7 @@ def reference_probabilities(
     )
     with torch.inference_mode():
         windowed = torch.as_tensor(window(hu.clone()), dtype=torch.float32)
-        return torch.sigmoid(module.eval()(windowed).float())
+        return module.eval().probability(windowed)
 
 
 def run_fresh_process(

@@ -25,6 +25,8 @@ class HUClassifier(nn.Module):
         hu_window: ``(low, high)`` HU of the training window.
         patch_size: ``(X, Y, Z)`` the network was trained on; other shapes are refused, since
             the network would run on them but its output would mean something else.
+        temperature: the logit is divided by it before the sigmoid (the calibration fitted on
+            the validation split; 1.0: none).
     """
 
     # Declared on the class: TorchScript reads attribute types here (this module therefore avoids
@@ -32,13 +34,18 @@ class HUClassifier(nn.Module):
     patch_size: list[int]
 
     def __init__(
-        self, network: nn.Module, hu_window: Sequence[float], patch_size: Sequence[int]
+        self,
+        network: nn.Module,
+        hu_window: Sequence[float],
+        patch_size: Sequence[int],
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.network = network
         self.hu_low = float(hu_window[0])
         self.hu_high = float(hu_window[1])
         self.patch_size = [int(s) for s in patch_size]
+        self.temperature = float(temperature)
 
     def forward(self, hu: torch.Tensor) -> torch.Tensor:
         if hu.dim() != 5 or hu.shape[1] != 1 or list(hu.shape[2:]) != self.patch_size:
@@ -49,4 +56,4 @@ class HUClassifier(nn.Module):
                 + str(list(hu.shape))
             )
         logit = self.network(window_hu(hu, self.hu_low, self.hu_high)).squeeze(1)
-        return torch.sigmoid(logit.float())
+        return torch.sigmoid(logit.float() / self.temperature)

@@ -8,24 +8,19 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryAveragePrecision,
-    BinaryF1Score,
-    BinaryRecall,
-    BinaryROC,
-    BinarySpecificity,
-)
+from torchmetrics import CatMetric
+from torchmetrics.functional.classification import binary_roc
 from torchvision.ops import sigmoid_focal_loss
 
 from calcinet import CLASS_NAMES
 from calcinet.data.transforms import QUANTILES_KEY
+from calcinet.evaluation.calibration import fit_temperature
+from calcinet.evaluation.metrics import METRIC_NAMES, point_metrics
 from calcinet.imaging import intensity_profile
 from calcinet.models.networks import build_network
 
 OPERATING_POINTS = ("youden", "sensitivity")
+CALIBRATIONS = ("temperature", "none")
 LOSSES = ("bce", "focal")
 LOSS_DEFAULTS = {"name": "bce", "pos_weight": None, "label_smoothing": 0.0, "focal_alpha": 0.25,
                  "focal_gamma": 2.0}
@@ -66,19 +61,28 @@ def choose_thresholds(
     return min(youden, 1.0), min(at_sensitivity, 1.0)
 
 
-def classification_metrics(prefix: str) -> MetricCollection:
-    """Threshold-free (AUROC, AP) and 0.5-threshold metrics of malignancy probabilities."""
-    return MetricCollection(
-        {
-            "auroc": BinaryAUROC(),
-            "ap": BinaryAveragePrecision(),
-            "accuracy": BinaryAccuracy(),
-            "sensitivity": BinaryRecall(),
-            "specificity": BinarySpecificity(),
-            "f1": BinaryF1Score(),
-        },
-        prefix=prefix,
-    )
+class Scores:
+    """The logits and labels of one evaluation pass, gathered over every rank (torchmetrics
+    ``CatMetric``s, synchronised under DDP), so that the metrics cover the whole split."""
+
+    def __init__(self, module: L.LightningModule, name: str) -> None:
+        self.logits, self.labels = CatMetric(), CatMetric()
+        module.add_module(f"{name}_logits", self.logits)
+        module.add_module(f"{name}_labels", self.labels)
+
+    def update(self, logit: torch.Tensor, label: torch.Tensor) -> None:
+        self.logits.update(logit.detach().float().reshape(-1))
+        self.labels.update(label.detach().float().reshape(-1))
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` on the CPU, then reset; empty tensors when nothing came."""
+        if not self.logits.update_called:
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        logits = self.logits.compute().float().reshape(-1).cpu()
+        labels = self.labels.compute().reshape(-1).long().cpu()
+        self.logits.reset()
+        self.labels.reset()
+        return logits, labels
 
 
 class CalciModule(L.LightningModule):
@@ -98,9 +102,17 @@ class CalciModule(L.LightningModule):
         operating_point: how the decision threshold is chosen on the validation set after every
             validation epoch: ``"youden"`` (max sensitivity + specificity - 1) or
             ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``). The
-            threshold is saved in the checkpoint (buffer ``threshold``), never tuned on test data.
+            threshold is saved in the checkpoint (buffer ``threshold``), never tuned on test data,
+            and every thresholded validation metric (``val/sensitivity``, ``val/specificity``,
+            ``val/accuracy``, ``val/ppv``, ``val/npv``, ``val/f1``) is measured at it, with the
+            definitions ``calcinet-evaluate`` uses
+            (:func:`calcinet.evaluation.metrics.point_metrics`).
         target_sensitivity: the sensitivity of the second stored threshold
             (buffer ``threshold_at_sensitivity``).
+        calibration: ``"temperature"``: after every validation epoch the logit is divided by a
+            temperature fitted on that validation split (buffer ``temperature``, see
+            :mod:`calcinet.evaluation.calibration`), and thresholds and metrics are those of the
+            calibrated probability; ``"none"``: temperature 1.
         channels_last: keep the network and its inputs in ``channels_last_3d`` memory format
             (faster convolutions on recent GPUs).
     """
@@ -114,12 +126,16 @@ class CalciModule(L.LightningModule):
         class_names: tuple[str, str] = CLASS_NAMES,
         operating_point: str = "youden",
         target_sensitivity: float = 0.95,
+        calibration: str = "temperature",
         channels_last: bool = False,
     ) -> None:
         super().__init__()
         if operating_point not in OPERATING_POINTS:
             raise ValueError(f"model.operating_point={operating_point!r}: expected one of "
                              f"{', '.join(OPERATING_POINTS)}")
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"model.calibration={calibration!r}: expected one of "
+                             f"{', '.join(CALIBRATIONS)}")
         if not 0.0 < target_sensitivity <= 1.0:
             raise ValueError(f"model.target_sensitivity={target_sensitivity!r}: expected a "
                              "number in (0, 1]")
@@ -142,9 +158,10 @@ class CalciModule(L.LightningModule):
         )
         self.threshold: torch.Tensor
         self.threshold_at_sensitivity: torch.Tensor
+        self.temperature: torch.Tensor
         self.register_buffer("threshold", torch.tensor(0.5))
         self.register_buffer("threshold_at_sensitivity", torch.tensor(0.5))
-        self.val_roc = BinaryROC()
+        self.register_buffer("temperature", torch.tensor(1.0))
         #: Facts about the run (MLflow run id, tracking URI, config hash), set by the training
         #: run and written into every checkpoint under ``checkpoint["calcinet"]``.
         self.run_info: dict[str, Any] = {}
@@ -153,14 +170,23 @@ class CalciModule(L.LightningModule):
         #: exported model can tell predict when an input is far from what it was trained on.
         self.input_profile: dict[str, Any] = {}
         self._train_quantiles: list[torch.Tensor] = []
-        self.val_metrics = classification_metrics("val/")
-        self.test_metrics = classification_metrics("test/")
+        self.val_scores = Scores(self, "val")
+        self.test_scores = Scores(self, "test")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Malignancy logits ``[N]`` for windowed patches ``[N, 1, X, Y, Z]``."""
+        """Malignancy logits ``[N]`` (before calibration) for windowed patches
+        ``[N, 1, X, Y, Z]``."""
         if self.hparams.channels_last:
             image = image.contiguous(memory_format=torch.channels_last_3d)
         return self.network(image).squeeze(1)
+
+    def probability(self, image: torch.Tensor) -> torch.Tensor:
+        """Calibrated malignancy probabilities ``[N]``: ``sigmoid(logit / temperature)``."""
+        return self.calibrated(self(image))
+
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        """``sigmoid(logits / temperature)`` in float32, as the exported model computes it."""
+        return torch.sigmoid(logits.float().to(self.temperature.device) / self.temperature)
 
     def _loss(self, logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         options = {k: v for k, v in self.loss_options.items() if k != "pos_weight"}
@@ -176,44 +202,56 @@ class CalciModule(L.LightningModule):
                  batch_size=logit.shape[0], sync_dist=True)
         return loss
 
-    def _evaluate(
-        self, batch: dict[str, Any], stage: str, metrics: MetricCollection
-    ) -> torch.Tensor:
+    def _evaluate(self, batch: dict[str, Any], stage: str, scores: Scores) -> None:
         logit = self(batch["image"])
         label = batch["label"].long()
         self.log(f"{stage}/loss", self._loss(logit, label), on_epoch=True, prog_bar=True,
                  batch_size=logit.shape[0], sync_dist=True)
-        probability = torch.sigmoid(logit.float())
-        metrics.update(probability, label)
-        return probability
+        scores.update(logit, label)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        probability = self._evaluate(batch, "val", self.val_metrics)
-        self.val_roc.update(probability, batch["label"].long())
+        self._evaluate(batch, "val", self.val_scores)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=False)
-        self.val_metrics.reset()
-        fpr, tpr, thresholds = self.val_roc.compute()
-        self.val_roc.reset()
-        if torch.isfinite(fpr).all() and torch.isfinite(tpr).all():  # both classes present
-            youden, at_sensitivity = choose_thresholds(
-                fpr, tpr, thresholds, self.hparams.target_sensitivity
-            )
-            chosen = youden if self.hparams.operating_point == "youden" else at_sensitivity
-            self.threshold.fill_(chosen)
-            self.threshold_at_sensitivity.fill_(at_sensitivity)
-        self.log("val/threshold", self.threshold.item())
+        """Fit the temperature, choose the thresholds, then measure every metric at the stored
+        threshold, on the whole validation split."""
+        logits, labels = self.val_scores.compute()
+        if self.trainer.sanity_checking or labels.numel() == 0:
+            return  # a few batches before training: nothing to choose or report
+        if labels.unique().numel() < 2:
+            raise ValueError(f"the validation split holds one class only ({labels.numel()} "
+                             "samples); thresholds and AUROC need both classes")
+        temperature = (fit_temperature(logits.numpy(), labels.numpy())
+                       if self.hparams.calibration == "temperature" else 1.0)
+        self.temperature.fill_(temperature)
+        # The probabilities exactly as probability() and the exported model compute them
+        # (float32): a large temperature can tie close logits, and the numbers must be those
+        # of the model users run (calcinet-evaluate split=val gives the same).
+        probability = self.calibrated(logits).cpu()
+        fpr, tpr, thresholds = binary_roc(probability, labels)
+        youden, at_sensitivity = choose_thresholds(fpr, tpr, thresholds,
+                                                   self.hparams.target_sensitivity)
+        chosen = youden if self.hparams.operating_point == "youden" else at_sensitivity
+        self.threshold.fill_(chosen)
+        self.threshold_at_sensitivity.fill_(at_sensitivity)
+        metrics = point_metrics(labels.numpy(), probability.numpy(), chosen)
+        self.log_dict({f"val/{name}": float(metrics[name]) for name in METRIC_NAMES})
+        self.log_dict({"val/threshold": chosen, "val/temperature": temperature})
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+        self._evaluate(batch, "test", self.test_scores)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
+        """Every metric on the test split at the stored threshold and temperature."""
+        logits, labels = self.test_scores.compute()
+        if labels.unique().numel() < 2:
+            return
+        probability = self.calibrated(logits).cpu()
+        metrics = point_metrics(labels.numpy(), probability.numpy(), float(self.threshold))
+        self.log_dict({f"test/{name}": float(metrics[name]) for name in METRIC_NAMES})
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return torch.sigmoid(self(batch["image"]).float())
+        return self.probability(batch["image"])
 
     def on_train_epoch_end(self) -> None:
         if not self.input_profile and self._train_quantiles:
@@ -233,8 +271,10 @@ class CalciModule(L.LightningModule):
                                   "input_profile": profile}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A resumed run keeps the profile of the epochs it already trained."""
+        """A resumed run keeps the profile of the epochs it already trained; a checkpoint from
+        before calibration existed gets temperature 1 (what it was trained with)."""
         self.input_profile = dict((checkpoint.get("calcinet") or {}).get("input_profile") or {})
+        checkpoint.get("state_dict", {}).setdefault("temperature", torch.tensor(1.0))
 
     def configure_optimizers(self) -> dict[str, Any]:
         # Both configs are `_partial_`: instantiate gives a factory, called with what only the

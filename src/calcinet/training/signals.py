@@ -31,6 +31,11 @@ from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcess
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
+class TrainingStopped(Exception):
+    """A SIGTERM stopped ``trainer.fit``; ``last.ckpt`` of the run folder (the message) holds
+    the last finished epoch. Console scripts exit with 128 + SIGTERM, as the signal would."""
+
+
 def spawns_workers(trainer: L.Trainer) -> bool:
     """Whether ``trainer.fit`` trains in spawned worker processes rather than in this one."""
     return isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)
