@@ -185,9 +185,10 @@ def _define_resilient_logger() -> type:
         and training, checkpoints and the run folder carry on.
 
         While training (between :meth:`hold` ``(True)`` and ``(False)``, called by
-        :class:`calcinet.training.callbacks.ModelCheckpoint`), Lightning's own metric calls are
-        dropped: each epoch's metrics reach MLflow through :meth:`commit`, only once that
-        epoch's ``last.ckpt`` is on disk. A run killed at any moment therefore never has metrics
+        :class:`calcinet.training.recorder.RunRecorder`), Lightning's own metric calls are
+        dropped: each epoch's metrics reach MLflow through :meth:`commit`, which
+        :class:`calcinet.training.callbacks.ModelCheckpoint` calls once that epoch's
+        ``last.ckpt`` is on disk. A run killed at any moment therefore never has metrics
         in MLflow for an epoch its checkpoints do not cover, and resuming never logs an epoch
         twice.
         """
