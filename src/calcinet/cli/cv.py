@@ -7,14 +7,11 @@ statuses as ``calcinet-train``.
 
 from __future__ import annotations
 
-import signal
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR, fail, user_error
-from calcinet.cli.train import USER_ERRORS
+from calcinet.cli import CONFIG_DIR
+from calcinet.cli.train import with_exit_statuses
 from calcinet.runtime import tune_malloc
 
 
@@ -23,17 +20,8 @@ def main(cfg: DictConfig) -> float | None:
     """Cross-validate; returns the mean best score over the folds."""
     tune_malloc()
     from calcinet.training.folds import cross_validate
-    from calcinet.training.signals import TrainingStopped
 
-    try:
-        results = cross_validate(cfg)
-    except TrainingStopped:
-        sys.exit(128 + signal.SIGTERM)
-    except Exception as error:
-        found = user_error(error, USER_ERRORS)
-        if found is None:
-            raise
-        fail(found)
+    results = with_exit_statuses(lambda: cross_validate(cfg))
     return next(value for key, value in results.items() if key.endswith("_mean"))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import hydra
 from omegaconf import DictConfig
@@ -19,6 +21,23 @@ from calcinet.runtime import tune_malloc
 from calcinet.tracking import TrackingUnreachableError
 
 USER_ERRORS = (ConfigError, DataValidationError, TrackingUnreachableError)
+Result = TypeVar("Result")
+
+
+def with_exit_statuses(run: Callable[[], Result]) -> Result:
+    """``run()`` with the training commands' exit statuses: 143 when a SIGTERM stopped it, 2
+    with one line for bad input (also when Hydra's instantiate wrapped it), else its result."""
+    from calcinet.training.signals import TrainingStopped
+
+    try:
+        return run()
+    except TrainingStopped:
+        sys.exit(128 + signal.SIGTERM)
+    except Exception as error:
+        found = user_error(error, USER_ERRORS)
+        if found is None:
+            raise
+        fail(found)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -26,23 +45,15 @@ def main(cfg: DictConfig) -> float | None:
     """Train; returns the best score of ``monitor.metric`` (what a Hydra sweeper optimises)."""
     tune_malloc()
     from calcinet.training.run import best_metric, data_report, train
-    from calcinet.training.signals import TrainingStopped
 
-    try:
+    def run() -> dict[str, float]:
         if cfg.data.get("validate_only"):
             report, usable = data_report(cfg)
             print(report, flush=True)
             sys.exit(0 if usable else 1)
-        metrics = train(cfg)
-    except TrainingStopped:
-        sys.exit(128 + signal.SIGTERM)
-    except Exception as error:
-        # A manifest with problems or a tracking server that does not answer surfaces inside
-        # Hydra's instantiate: print the message itself, not Hydra's one-line repr.
-        found = user_error(error, USER_ERRORS)
-        if found is None:
-            raise
-        fail(found)
+        return train(cfg)
+
+    metrics = with_exit_statuses(run)
     return metrics.get(best_metric(cfg), metrics.get(str(cfg.monitor.metric)))
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class Parts:
     ckpt_path: str | None
 
 
-def build(cfg: DictConfig, parent_key: str | None = None, callbacks: list[Callback] = (),
+def build(cfg: DictConfig, parent_key: str | None = None, callbacks: Sequence[Callback] = (),
           **trainer_options: Any) -> Parts:
     """Instantiate the data, model, loggers, callbacks and trainer that ``cfg`` describes.
 
@@ -180,6 +181,10 @@ def data_report(cfg: DictConfig) -> tuple[str, bool]:
 
 # -- the pieces --
 
+#: Set by cross-validation for each fold; data_overrides() writes them from the config.
+FOLD_KEYS = ("data.num_folds", "data.fold")
+
+
 def data_overrides(cfg: DictConfig) -> list[str]:
     """The run's data overrides (``data=manifest``, ``data.manifest=...``, the fold), so that the
     printed evaluate command reads the data the model was trained on, as the user typed them."""
@@ -193,9 +198,6 @@ def data_overrides(cfg: DictConfig) -> list[str]:
     if cfg.data.get("num_folds") is not None:
         words += [f"data.num_folds={cfg.data.num_folds}", f"data.fold={cfg.data.fold}"]
     return words
-
-
-FOLD_KEYS = ("data.num_folds", "data.fold")
 
 
 def best_metric(cfg: DictConfig) -> str:
