@@ -37,14 +37,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(found.x))
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
-
-
 def uncalibrated(probability: np.ndarray, temperature: float) -> np.ndarray:
     """The probabilities before temperature scaling, from the calibrated ones."""
+    from scipy.special import expit, logit
+
     p = np.clip(np.asarray(probability, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return sigmoid(np.log(p / (1 - p)) * temperature)
+    return expit(logit(p) * temperature)
 
 
 def calibration_effect(label: np.ndarray, probability: np.ndarray, temperature: float,
