@@ -4,7 +4,7 @@ Prints every problem (CSV line, column, value, what was expected); exits 0 when 
 clean, 1 when it has problems. ``--help`` lists the options (npy spacing, split seed, ...).
 """
 
-from calcinet.data.manifest import check_main
+from calcinet.cli.check_manifest import main
 
 if __name__ == "__main__":
-    raise SystemExit(check_main())
+    raise SystemExit(main())

@@ -13,9 +13,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from calcinet.models.networks import check_patch_size, network_entry
-from calcinet.training.module import LOSSES
-
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key, the value and the fix."""
@@ -47,6 +44,11 @@ def _is_number(v: Any) -> bool:
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value in ``cfg`` that cannot work."""
+    # Imported here, not at the top: every command imports this module for ConfigError before it
+    # parses its arguments, and these two pull in torch, Lightning and MONAI (seconds).
+    from calcinet.models.networks import check_patch_size, network_entry
+    from calcinet.training.module import LOSSES
+
     _require(cfg, "seed", lambda v: v is None or _is_int(v), "an integer or null")
     _require(cfg, "trainer.max_epochs", lambda v: _is_int(v) and v > 0, "a positive integer")
     _require(cfg, "data.batch_size", lambda v: _is_int(v) and v > 0, "a positive integer")

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calcinet.data.manifest import ManifestSource, check_main
+from calcinet.cli.check_manifest import main as check_main
+from calcinet.data.manifest import ManifestSource
 from calcinet.data.validation import DataValidationError
 from tests.data.conftest import smooth_volume, write_manifest, write_nifti
 from tests.helpers import REPO

@@ -16,17 +16,17 @@ from omegaconf import DictConfig
 
 from calcinet.cli import CONFIG_DIR, fail, user_error
 from calcinet.config import ConfigError
-from calcinet.data.validation import DataValidationError
 from calcinet.runtime import tune_malloc
-from calcinet.tracking import TrackingUnreachableError
 
-USER_ERRORS = (ConfigError, DataValidationError, TrackingUnreachableError)
 Result = TypeVar("Result")
 
 
 def with_exit_statuses(run: Callable[[], Result]) -> Result:
     """``run()`` with the training commands' exit statuses: 143 when a SIGTERM stopped it, 2
     with one line for bad input (also when Hydra's instantiate wrapped it), else its result."""
+    # Imported when the command runs, not when it starts: `--help` and tab completion stay light.
+    from calcinet.data.validation import DataValidationError
+    from calcinet.tracking import TrackingUnreachableError
     from calcinet.training.signals import TrainingStopped
 
     try:
@@ -34,7 +34,7 @@ def with_exit_statuses(run: Callable[[], Result]) -> Result:
     except TrainingStopped:
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:
-        found = user_error(error, USER_ERRORS)
+        found = user_error(error, (ConfigError, DataValidationError, TrackingUnreachableError))
         if found is None:
             raise
         fail(found)

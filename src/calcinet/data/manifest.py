@@ -20,7 +20,6 @@ header being line 1.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -501,34 +500,28 @@ class ManifestSource:
         return "\n".join([report, *(f"  warning: {w}" for w in ordered)])
 
 
-def check_main(argv: Sequence[str] | None = None) -> int:
-    """``python scripts/check_manifest.py manifest.csv``: print the report; 0 if clean, else 1."""
-    parser = argparse.ArgumentParser(
-        prog="check_manifest", description="Check a calcinet manifest without training: every "
-        "row, file and split, each problem with its CSV line, column and value.")
-    parser.add_argument("--for", dest="purpose", choices=sorted(PURPOSES), default="training",
-                        help="training (default): train and val need both classes; evaluation: "
-                        "any split may be empty (an external test set)")
-    parser.add_argument("manifest", help="the CSV file (path,label[,patient_id,split,...])")
-    parser.add_argument("--npy-spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0],
-                        metavar=("X", "Y", "Z"), help="voxel size (mm) of .npy files")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--test-fraction", type=float, default=0.15)
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep image facts here so a second check reads no voxels")
-    args = parser.parse_args(argv)
+def check_manifest(manifest: str | Path, purpose: str = "training",
+                   npy_spacing: Sequence[float] = (1.0, 1.0, 1.0), split_seed: int = 0,
+                   val_fraction: float = 0.15, test_fraction: float = 0.15,
+                   cache_dir: str | Path | None = None) -> int:
+    """Print the report of ``manifest`` (every row, file and split, each problem with its CSV
+    line, column and value) as ``calcinet-check-manifest`` does.
+
+    ``purpose`` is a key of :data:`calcinet.data.splits.PURPOSES`: ``training`` needs both classes
+    in train and val, ``evaluation`` accepts any split empty (an external test set). Returns the
+    exit status: 0 clean, 1 problems found, 2 options that cannot work (one line printed).
+    """
     try:
         source = ManifestSource(
-            args.manifest, npy_spacing=args.npy_spacing, split_seed=args.split_seed,
-            val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-            validate_only=True, cache_dir=args.cache_dir)
+            manifest, npy_spacing=list(npy_spacing), split_seed=split_seed,
+            val_fraction=val_fraction, test_fraction=test_fraction, validate_only=True,
+            cache_dir=cache_dir)
     except ValueError as error:
         print(f"check_manifest: error: {error}")
         return 2
     print(source.validation_report())
     counts = {split: source.class_counts(split) for split in SPLITS}
-    problems = split_problems(counts, PURPOSES[args.purpose]) if source.n_rows else []
+    problems = split_problems(counts, PURPOSES[purpose]) if source.n_rows else []
     for line in problems:
         print(f"  {line}")
     return 1 if source.problems or problems else 0
