@@ -190,3 +190,47 @@ def test_negative_centres_and_masks_on_the_command_line(
                     str(real(LUNG_MASK))], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip().endswith(
         "a manifest gives masks in its mask column")
+
+
+def test_each_scan_is_read_once_and_rows_keep_their_order(
+        tiny_export: ExportResult, tmp_path: Path) -> None:
+    """Rows of one scan scattered through the request list: the scan is opened once (counted by
+    Python's own ``open`` audit event), and every worker count gives the rows in request order,
+    a missing file failing on its own line."""
+    import sys
+
+    from calcinet.imaging import read_volume
+    from calcinet.imaging.rows import Location
+
+    patches = _phantom_patches(tmp_path / "phantom")
+    scan, other = patches[0], patches[1]
+    missing = tmp_path / "missing.nii.gz"
+    requests = [Location(scan, (0.0, 0.0, 0.0)), Location(other), Location(missing),
+                Location(scan, (3.0, -3.0, 1.5)), Location(scan), Location(other, (1.5, 0, 0))]
+    opened: list[str] = []
+
+    def count(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | Path) and Path(args[0]) == scan:
+            opened.append(event)
+
+    sys.addaudithook(count)  # hooks cannot be removed; it only counts opens of this one file
+    read_volume(scan)
+    per_read = len(opened)  # nibabel opens a file more than once to read it
+    assert per_read > 0
+    model = load_model(tiny_export.torchscript)
+    results = {}
+    for workers in (0, 1, 3):
+        before = len(opened)
+        results[workers] = list(predict(model, requests, batch_size=2, workers=workers))
+        assert len(opened) - before == per_read, workers
+    reference = results[0]
+    assert [type(r) for r in reference] == [Prediction, Prediction, Failure, Prediction,
+                                             Prediction, Prediction]
+    assert [r.request for r in reference if isinstance(r, Prediction)] == [
+        requests[i] for i in (0, 1, 3, 4, 5)]
+    for workers in (1, 3):
+        assert [r.probability if isinstance(r, Prediction) else r.path
+                for r in results[workers]] == [
+            r.probability if isinstance(r, Prediction) else r.path for r in reference]
+    alone = list(predict(model, [requests[3]], workers=0))[0]
+    assert alone.probability == pytest.approx(reference[3].probability, abs=1e-6)

@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="threads that read and cut the next scans while the model runs (default 2; 0: "
+        "read between forward passes)",
+    )
+    parser.add_argument(
         "--threshold",
         default="operating",
         metavar="T",
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.batch_size < 1:
         fail(f"--batch-size={args.batch_size}: expected a positive integer")
+    if args.workers < 0:
+        fail(f"--workers={args.workers}: expected an integer >= 0")
     try:
         center = parse_center(args.center) if args.center else None
         spacing = parse_center(args.spacing, "--spacing")
@@ -169,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"calcinet: error: {failure.path}: {failure.reason}", file=sys.stderr)
     rows = []
-    for item in predict(model, requests, args.batch_size, threshold, spacing):
+    for item in predict(model, requests, args.batch_size, threshold, spacing,
+                        args.workers):
         if isinstance(item, Failure):
             failures.append(item)
             print(f"calcinet: error: {item.path}: {item.reason}", file=sys.stderr, flush=True)

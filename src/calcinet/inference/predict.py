@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -31,6 +33,7 @@ from calcinet.imaging import (
 )
 from calcinet.imaging.rows import Location
 from calcinet.inference.inputs import Failure
+from calcinet.inference.metadata import ModelInfo
 from calcinet.inference.model import ExportedModel
 
 THRESHOLDS = ("operating", "sensitivity")
@@ -117,27 +120,27 @@ def _findings(location: Location, scan: _Scan) -> list[Location]:
                     id=f"{location.id}#{f.component}" if location.id else None) for f in found]
 
 
-def load_patches(
-    requests: Iterable[Location], model: ExportedModel, npy_spacing: Sequence[float]
-) -> Iterator[tuple[Location, torch.Tensor, tuple[str, ...]] | Failure]:
-    """Each finding with its ``[1, X, Y, Z]`` HU patch and warnings, or its failure; consecutive
-    rows of one scan read it once. Any error stays with its input: the others still run."""
-    info = model.info
-    cached: tuple[tuple, _Scan | Exception] | None = None
-    for request in requests:
-        key = (request.path, request.npy_spacing or tuple(npy_spacing))
+Item = tuple[Location, torch.Tensor, tuple[str, ...]] | Failure
+
+
+def _scan_items(locations: Sequence[Location], info: ModelInfo, npy_spacing: Sequence[float]
+                ) -> list[list[Item]]:
+    """Read one scan once and cut the patches of all its requests: one list of items (findings
+    with their patch and warnings, or failures) per request. Any error stays with its request."""
+    try:
+        scan: _Scan | Exception = _Scan.read(locations[0], npy_spacing)
+    except Exception as error:  # noqa: BLE001 - reported on each of the scan's own lines
+        scan = error
+    out: list[list[Item]] = []
+    for request in locations:
+        items: list[Item] = []
+        out.append(items)
         try:
-            if cached is None or cached[0] != key:
-                try:
-                    cached = (key, _Scan.read(request, npy_spacing))
-                except Exception as error:  # noqa: BLE001 - reported on the input's own line
-                    cached = (key, error)
-            scan = cached[1]
             if isinstance(scan, Exception):
                 raise scan
             found = _findings(request, scan)
         except Exception as error:  # noqa: BLE001
-            yield _failure(request, error)
+            items.append(_failure(request, error))
             continue
         whole_scan = request.center is not None or request.mask is not None
         scan_warnings = [*scan.volume.warnings,
@@ -147,12 +150,67 @@ def load_patches(
                 patch = cut_patch(scan.volume, info.patch_size, info.spacing, finding.center,
                                   finding.coord_space, info.pad_value_hu)
             except Exception as error:  # noqa: BLE001
-                yield _failure(finding, error)
+                items.append(_failure(finding, error))
                 continue
             quantiles = hu_quantiles(patch.values)  # of what the model sees
             warnings = [*scan_warnings, *intensity_warnings(scan.low, quantiles, whole_scan),
                         *profile_warnings(quantiles, info.intensity_profile)]
-            yield finding, patch.values, tuple(warnings)
+            items.append((finding, patch.values, tuple(warnings)))
+    return out
+
+
+def load_patches(
+    requests: Iterable[Location], model: ExportedModel, npy_spacing: Sequence[float],
+    workers: int = 2,
+) -> Iterator[Item]:
+    """Each finding with its ``[1, X, Y, Z]`` HU patch and warnings, or its failure, in request
+    order. Every scan is read once for all the requests that name it, wherever they are in the
+    list, and ``workers`` threads read and cut the next scans while the caller runs the model
+    (0: read in the calling thread). At most ``2 * workers`` scans are in flight; only their
+    patches are kept. Any error stays with its input: the others still run.
+
+    Threads, not processes: reading (zlib, pydicom's decoders) and cutting (NumPy) release the
+    GIL for their heavy loops, and the patches need no copy between processes.
+    """
+    if workers < 0:
+        raise ValueError(f"--workers={workers}: expected an integer >= 0")
+    requests = list(requests)
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault((request.path, request.npy_spacing or tuple(npy_spacing)),
+                          []).append(index)
+    jobs = list(groups.values())
+    ready: dict[int, list[Item]] = {}
+    next_index = 0
+
+    def drain() -> Iterator[Item]:
+        nonlocal next_index
+        while next_index in ready:
+            yield from ready.pop(next_index)
+            next_index += 1
+
+    def run(job: list[int]) -> list[list[Item]]:
+        return _scan_items([requests[i] for i in job], model.info, npy_spacing)
+
+    if workers == 0:
+        for job in jobs:
+            ready.update(zip(job, run(job), strict=True))
+            yield from drain()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calcinet-read") as pool:
+        in_flight: deque[tuple[list[int], Future[list[list[Item]]]]] = deque()
+        pending_jobs = iter(jobs)
+        for job in pending_jobs:
+            in_flight.append((job, pool.submit(run, job)))
+            if len(in_flight) >= 2 * workers:
+                break
+        while in_flight:
+            job, future = in_flight.popleft()
+            ready.update(zip(job, future.result(), strict=True))
+            following = next(pending_jobs, None)
+            if following is not None:
+                in_flight.append((following, pool.submit(run, following)))
+            yield from drain()
 
 
 def predict(
@@ -161,8 +219,10 @@ def predict(
     batch_size: int = 16,
     threshold: float | None = None,
     npy_spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    workers: int = 2,
 ) -> Iterator[Prediction | Failure]:
-    """Predictions (in request order) and failures (as soon as they happen)."""
+    """Predictions (in request order) and failures (as soon as they happen); ``workers``
+    threads read ahead (see :func:`load_patches`)."""
     if batch_size < 1:
         raise ValueError(f"--batch-size={batch_size}: expected a positive integer")
     threshold = model.info.threshold if threshold is None else threshold
@@ -176,7 +236,7 @@ def predict(
             yield Prediction(request, float(probability), decision, names[decision], warnings)
         pending.clear()
 
-    for item in load_patches(requests, model, npy_spacing):
+    for item in load_patches(requests, model, npy_spacing, workers):
         if isinstance(item, Failure):
             yield item
             continue
