@@ -29,11 +29,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from monai.transforms import Transform
 
+from calcinet.data.keys import FINDING_KEY, QUANTILES_KEY
 from calcinet.data.splits import (
     PURPOSES,
     SPLITS,
@@ -41,7 +41,6 @@ from calcinet.data.splits import (
     split_problems,
     stratified_patient_split,
 )
-from calcinet.data.transforms import FINDING_KEY, QUANTILES_KEY, ReadVolumed
 from calcinet.data.validation import (
     DataValidationError,
     FactsCache,
@@ -54,6 +53,9 @@ from calcinet.data.validation import (
 )
 from calcinet.imaging import image_format, mask_findings, read_volume, to_voxel
 from calcinet.imaging.rows import CENTER, SPACING, parse_location, parse_number, read_csv
+
+if TYPE_CHECKING:
+    from monai.transforms import Transform
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +433,8 @@ class ManifestSource:
         return [records[i] for i in keep]
 
     def load_transforms(self) -> list[Transform]:
+        from calcinet.data.transforms import ReadVolumed  # MONAI: imported when training
+
         return [ReadVolumed()]
 
     def describe(self) -> dict[str, Any]:

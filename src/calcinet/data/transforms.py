@@ -33,17 +33,13 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureTyped, MapTransform, ScaleIntensityRanged, Transform
 
 from calcinet.data.augment import augment_transforms
+from calcinet.data.keys import FINDING_KEY, QUANTILES_KEY
 from calcinet.data.phantom import PhantomConfig, render
 from calcinet.imaging import Volume, cut_patch, hu_quantiles, pad_value_hu, read_volume
 
 #: Changes whenever the prepared samples would (the disk cache is keyed on it): 2 = patches cut
 #: by :func:`calcinet.imaging.cut_patch`.
 PATCH_FORMAT = 2
-#: Record key of a finding's centre: ``{"center": [x, y, z], "coord_space": ...}`` or absent.
-FINDING_KEY = "finding"
-#: Key of a sample's HU quantiles (:func:`calcinet.imaging.hu_quantiles`), kept for the model's
-#: intensity profile.
-QUANTILES_KEY = "hu_quantiles"
 
 
 def phantom_volume(volume_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> Volume:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from calcinet.files import atomic_write
 from calcinet.imaging import Volume, hu_quantiles, intensity_problems, intensity_warnings
@@ -80,12 +79,15 @@ class ImageFacts:
 
     @classmethod
     def of(cls, volume: Volume) -> ImageFacts:
-        values = torch.from_numpy(volume.array)
-        finite = torch.isfinite(values)
-        nonfinite = int(values.numel() - int(finite.sum()))
+        """The facts of a read volume. NumPy, single-threaded: the check reads several files in
+        threads, and torch's intra-op threads on top of those stall each other on a busy machine
+        (see :func:`calcinet.imaging.patches._linear_axis`)."""
+        values = np.asarray(volume.array)
+        finite = np.isfinite(values)
+        nonfinite = int(values.size - np.count_nonzero(finite))
         kept = values[finite] if nonfinite else values
-        low = float(kept.min()) if kept.numel() else float("nan")
-        high = float(kept.max()) if kept.numel() else float("nan")
+        low = float(kept.min()) if kept.size else float("nan")
+        high = float(kept.max()) if kept.size else float("nan")
         return cls(list(volume.shape), np.asarray(volume.affine, float).tolist(), low, high,
                    hu_quantiles(kept).tolist(), nonfinite, list(volume.warnings))
 

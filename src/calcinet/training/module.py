@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import binary_roc
 from torchvision.ops import sigmoid_focal_loss
 
 from calcinet import CLASS_NAMES
-from calcinet.data.transforms import QUANTILES_KEY
+from calcinet.data.keys import QUANTILES_KEY
 from calcinet.evaluation.calibration import fit_temperature
 from calcinet.evaluation.metrics import METRIC_NAMES, point_metrics
 from calcinet.imaging import intensity_profile
