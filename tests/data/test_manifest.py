@@ -14,7 +14,7 @@ import torch
 from calcinet.data.datamodule import CalciDataModule
 from calcinet.data.manifest import ManifestSource
 from calcinet.data.transforms import CutPatchd, ReadVolumed, build_transforms
-from calcinet.imaging import pad_value_hu, read_volume
+from calcinet.imaging import cut_patch, pad_value_hu, read_volume
 from tests.data.conftest import (
     ODD_AFFINE,
     patch_rows,
@@ -151,12 +151,14 @@ def test_patch_affine_puts_the_centre_voxel_on_the_finding(tmp_path: Path) -> No
     out = {"image": str(path), "finding": {"center": c.tolist(), "coord_space": "voxel"}}
     for transform in chain:
         out = transform(out)
-    patch = out["image"]
-    assert "finding" not in out and patch.shape == (1, 10, 10, 10)
+    assert "finding" not in out and out["image"].shape == (1, 10, 10, 10)
+    patch = cut_patch(read_volume(path), (10, 10, 10), (1.0, 1.0, 1.0), c.tolist(), "voxel",
+                      -1000.0)
+    np.testing.assert_array_equal(out["image"], patch.values.numpy())  # the transform's patch
     # Patch voxel 5 (size // 2) lies within half a patch voxel of the finding's world point.
-    centre = (patch.affine.numpy() @ [5, 5, 5, 1])[:3]
+    centre = (patch.affine @ [5, 5, 5, 1])[:3]
     assert np.abs(centre - (ODD_AFFINE @ [*c, 1])[:3]).max() <= 0.5
-    assert float(patch[0, 5, 5, 5]) == 3000.0
+    assert float(out["image"][0, 5, 5, 5]) == 3000.0
 
 
 def test_records_collate_and_keep_metadata(tmp_path: Path) -> None:
