@@ -76,3 +76,19 @@ def tune_malloc() -> bool:
         for name, value in _ENVIRONMENT.items():
             os.environ[name] = str(value)
     return applied
+
+
+def native_bf16_cpu() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX-512-BF16 or AMX tiles).
+
+    There, bf16 autocast with ``channels_last_3d`` trains the default 3D CNN 2.3-2.6x faster than
+    float32 (measured on 2 cores of a Xeon with AMX, see the README); elsewhere bf16 is emulated
+    and slower than float32. torch has no public query for it: these are the checks its own CPU
+    kernels dispatch on (``torch.cpu._is_avx512_bf16_supported``, ``_is_amx_tile_supported``);
+    a torch without them answers False.
+    """
+    import torch
+
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if callable(check))
