@@ -13,7 +13,10 @@ not depend on training) exported as TorchScript at the default 48^3 / 1.25 mm. I
 
 Each ``--tree`` (``name=path`` of a ``src`` folder holding ``calcinet``) runs the same commands,
 interleaved round by round, so that a shared machine's drift hits every tree alike; the table
-gives the median wall time over ``--rounds`` and files (or slices) per second.
+gives the median wall time over ``--rounds`` and files (or slices) per second. One patch alone
+measures the start-up (imports, model loading); the patches' steady rate is
+``(N - 1) / (time of N - time of 1)``, printed beside the model's own rate on batches of 16
+already in memory (TorchScript + ``optimize_for_inference``, as predict runs it).
 """
 
 from __future__ import annotations
@@ -78,6 +81,25 @@ def run(tree: Path, args: list[str], folder: Path) -> float:
     return seconds
 
 
+def model_rate(model: Path, rounds: int = 10) -> float:
+    """Patches/s of the exported model alone on batches of 16 HU patches already in memory."""
+    import torch
+
+    from calcinet.inference import load_model
+    from calcinet.runtime import tune_malloc
+
+    tune_malloc()
+    loaded = load_model(model)
+    batch = torch.full((16, 1, *loaded.info.patch_size), -50.0)
+    loaded(batch), loaded(batch)  # TorchScript's profiling runs
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        loaded(batch)
+        times.append(time.perf_counter() - start)
+    return 16 / statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=SRC",
@@ -93,7 +115,10 @@ def main() -> None:
         folder = Path(tmp)
         model = write_model(folder / "model.ts")
         patches = write_patches(folder / "patches", args.patches)
+        single = next(iter(sorted(patches.iterdir())))
         jobs = {
+            "1 NIfTI patch 64^3 (start-up)": (
+                ["--model", str(model), str(single), "--out", "single.csv"], 1),
             f"{args.patches} NIfTI patches 64^3": (
                 ["--model", str(model), str(patches), "--out", "patches.csv"], args.patches),
             "28-slice DICOM series, one finding": (
@@ -111,9 +136,16 @@ def main() -> None:
           f"(start-up included)\n")
     print("| input | code | median s | files/s |")
     print("|---|---|---|---|")
-    for (job, name), seconds in times.items():
-        median = statistics.median(seconds)
+    medians = {key: statistics.median(seconds) for key, seconds in times.items()}
+    for (job, name), median in medians.items():
         print(f"| {job} | {name} | {median:.1f} | {jobs[job][1] / median:.1f} |")
+    alone = model_rate(model)
+    print(f"\nThe model alone: {alone:.1f} patches/s (batches of 16 in memory, this tree).")
+    start_up, many = "1 NIfTI patch 64^3 (start-up)", f"{args.patches} NIfTI patches 64^3"
+    for name in trees:
+        steady = (args.patches - 1) / (medians[(many, name)] - medians[(start_up, name)])
+        print(f"{name}: {steady:.1f} patches/s after start-up, {steady / alone:.2f} of the "
+              "model's own rate")
 
 
 if __name__ == "__main__":
