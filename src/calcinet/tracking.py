@@ -31,6 +31,8 @@ ON_UNREACHABLE = ("fail", "local")
 RUN_ID_FILE = "mlflow_run_id.txt"
 #: Tag of a sweep's (or cross-validation's) parent run: the folder that groups its trials.
 PARENT_KEY_TAG = "calcinet.parent_key"
+#: Tag of a sweep trial's run: RUNNING while it trains, then COMPLETE, PRUNED or FAIL.
+TRIAL_STATE_TAG = "calcinet.trial_state"
 
 # MLflow retries a failed HTTP call 7 times with exponential back-off (minutes in all); a server
 # that went away mid-run should cost seconds, so unless the user chose otherwise retry briefly.

@@ -81,6 +81,19 @@ def test_optuna_search_composes_over_existing_keys(tmp_path: Path) -> None:
     assert searched["data.batch_size"] == CategoricalDistribution([8, 16, 32])
 
 
+def test_slurm_launcher_config_is_submitits_with_its_folder_in_the_sweep(tmp_path: Path) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    compose_config("train", ["hparams_search=optuna", "hydra/launcher=slurm",
+                             "hydra.launcher.partition=gpu"], run_dir=tmp_path)
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.launcher
+    assert launcher._target_ == ("hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+                                 "SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
+    assert launcher.submitit_folder == f"{hydra_cfg.sweep.dir}/.submitit/%j"
+
+
 def test_hydra_sweep_grammar_becomes_optuna_distributions() -> None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -125,17 +138,34 @@ def test_bad_sweep_input_names_the_key_and_what_is_expected(tmp_path: Path) -> N
         open_study(minimise, open_storage(minimise))
 
 
-def test_bad_storage_stops_the_sweep_with_one_line_and_status_2(tmp_path: Path) -> None:
-    result = run_cli(_sweep(tmp_path / "sweep", "hydra.sweeper.storage=redis://host/0"),
+@pytest.mark.slow
+def test_resuming_with_another_search_space_stops_with_one_line_and_status_2(
+    tmp_path: Path
+) -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    study = optuna.create_study(
+        study_name="calcinet", direction="maximize", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna_journal.log"))))
+    study.add_trial(optuna.trial.create_trial(
+        params={"data.batch_size": 8}, value=0.5,
+        distributions={"data.batch_size": CategoricalDistribution([8, 16, 32])}))
+    result = run_cli(_sweep(sweep_dir, "hydra.sweeper.params=null", "data.batch_size=choice(8,16)"),
                      cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "calcinet: error:" in line]
-    assert errors == ["calcinet: error: hydra.sweeper.storage='redis://host/0': unknown scheme "
-                      "'redis'; expected null (a journal file in the sweep folder), a journal "
-                      "file path, or a database URL such as sqlite:///PATH, "
-                      "postgresql://HOST/DB or mysql+pymysql://HOST/DB"]
+    assert errors == [
+        "calcinet: error: hydra.sweeper.params: data.batch_size searches "
+        "CategoricalDistribution(choices=(8, 16)), but the study 'calcinet' in "
+        f"{sweep_dir / 'optuna_journal.log'} searched CategoricalDistribution(choices=(8, 16, "
+        "32)); expected the study's search space to resume it, or another "
+        "hydra.sweeper.study_name for a new study"]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "sweep" / "trial_0").exists()
+    assert len(_study(sweep_dir).trials) == 1  # nothing was asked
+    assert not (sweep_dir / "trial_1").exists()
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",

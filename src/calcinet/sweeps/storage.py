@@ -213,9 +213,9 @@ class RetryStaleTrial:
         run_id, uri = trial.user_attrs.get("mlflow_run_id"), \
             trial.user_attrs.get("mlflow_tracking_uri")
         if run_id and uri:
-            from calcinet.tracking import close_run
+            from calcinet.tracking import TRIAL_STATE_TAG, close_run
 
-            close_run(uri, run_id, "KILLED", {"calcinet.trial_state": "FAIL"})
+            close_run(uri, run_id, "KILLED", {TRIAL_STATE_TAG: "FAIL"})
 
 
 def open_storage(settings: StudySettings, heartbeats: bool = True) -> Any:

@@ -10,13 +10,16 @@ runs the same loop against the shared storage, so the study, not a worker, holds
    trials as fit under ``n_trials`` (at most ``n_jobs``; a queued retry comes first);
 2. launch them with Hydra's launcher (one job per trial, in ``<sweep folder>/trial_<number>``),
    recording a heartbeat for each while it runs;
-3. close what the trial itself did not: a job that returned a value without telling the study
-   completes with it, one that raised fails.
+3. close what the trial itself did not (a calcinet training run tells the study COMPLETE or
+   PRUNED, :mod:`calcinet.sweeps.trial`): a job that returned a number without telling the study
+   completes with it, one that raised fails, and a job the launcher lost (a SLURM time-out) is
+   failed and queued again.
 
 The worker stops when the study holds ``n_trials`` finished trials; while other workers' trials
 would make up the rest, it waits for them (a dead one's retry may fall to it). A sampler with a
-``seed`` is made afresh for every trial with seed + trial number: one worker repeats the same
-sweep, resumed or not, and parallel workers never draw the same random start.
+``seed`` is made afresh for every trial with seed + trial number: a sweep run by one worker
+without interruption is repeated exactly, and parallel workers never draw the same random
+values for two trials.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ class OptunaSweep:
         storage = open_storage(self.study_settings)
         pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else None
         study = open_study(self.study_settings, storage, self._sampler(None), pruner)
+        self._check_space(study, searched)
         log.info("Optuna study %r in %s: %s, %d trials, %d at a time, sampler %s, pruner %s",
                  study.study_name, self.study_settings.shown(), self.study_settings.direction,
                  self.n_trials, self.n_jobs, type(study.sampler).__name__,
@@ -167,7 +171,7 @@ class OptunaSweep:
                 if finished >= self.n_trials:
                     return
                 room = self.n_trials - finished - running
-                trials = [self._ask(study, storage, searched)
+                trials = [self._ask(study, searched)
                           for _ in range(min(self.n_jobs, room))]
             if not trials:
                 if not waiting_said:
@@ -177,12 +181,20 @@ class OptunaSweep:
                 time.sleep(self.study_settings.heartbeat_interval)
                 continue
             waiting_said = False
-            returns = self._launch(study, storage, trials, fixed, launched)
+            try:
+                returns = self._launch(study, storage, trials, fixed, launched)
+            except Exception as error:  # the launcher lost jobs (a SLURM job timed out)
+                log.warning("The launcher failed (%s: %s): the open trials are queued again",
+                            type(error).__name__, str(error)[:500])
+                failures.append(error)
+                returns = []
             launched += len(trials)
             failures += self._close(study, storage, trials, returns)
             if len(failures) > self.max_failures:
-                log.error("%d trial(s) failed (hydra.sweeper.max_failures=%d): stopping",
+                log.error("%d launch(es) failed (hydra.sweeper.max_failures=%d): stopping",
                           len(failures), self.max_failures)
+                if isinstance(failures[-1], BaseException):
+                    raise failures[-1]
                 _ = failures[-1].return_value  # raises the job's error, as Hydra's sweepers do
 
     def _sampler(self, number: int | None) -> Any:
@@ -194,16 +206,10 @@ class OptunaSweep:
             return instantiate(self.sampler_cfg)
         return instantiate(self.sampler_cfg, seed=int(seed) + number)
 
-    def _ask(self, study: Any, storage: Any, searched: dict[str, Any]) -> Any:
-        """A new trial (a queued retry first) with the searched parameters set.
-
-        Raises:
-            ConfigError: a searched key whose distribution is not the one the stored study
-                searched before (the trial is failed first).
-        """
+    def _ask(self, study: Any, searched: dict[str, Any]) -> Any:
+        """A new trial (a queued retry first) with the searched parameters set."""
         import optuna
         from optuna.distributions import CategoricalDistribution, IntDistribution
-        from optuna.trial import TrialState
 
         with warnings.catch_warnings():  # "heartbeats are meant for Study.optimize": the
             warnings.simplefilter("ignore")  # worker records them itself (Heartbeats)
@@ -212,27 +218,43 @@ class OptunaSweep:
         study.sampler = self._sampler(asked.number)
         trial = optuna.Trial(study, asked._trial_id)
         for name, dist in searched.items():  # a retry's parameters are set already: kept
-            try:
-                if isinstance(dist, CategoricalDistribution):
-                    trial.suggest_categorical(name, dist.choices)
-                elif isinstance(dist, IntDistribution):
-                    trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-                else:
-                    trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-            except ValueError as error:
-                storage.set_trial_state_values(asked._trial_id, TrialState.FAIL)
-                raise ConfigError(
-                    f"hydra.sweeper.params: {name} searches {dist}, which the study "
-                    f"{study.study_name!r} in {self.study_settings.shown()} cannot take "
-                    f"({error}); expected the study's search space to resume it, or another "
-                    "hydra.sweeper.study_name for a new study") from None
+            if isinstance(dist, CategoricalDistribution):
+                trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            else:
+                trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
         return trial
+
+    def _check_space(self, study: Any, searched: dict[str, Any]) -> None:
+        """The searched distributions are ones the stored study can take (Optuna refuses a
+        parameter whose kind or choices changed within a study).
+
+        Raises:
+            ConfigError: naming the key, both distributions and the way out.
+        """
+        from optuna.distributions import check_distribution_compatibility
+
+        for trial in study.get_trials(deepcopy=False):
+            for name, dist in searched.items():
+                if name not in trial.distributions:
+                    continue
+                try:
+                    check_distribution_compatibility(trial.distributions[name], dist)
+                except ValueError:
+                    raise ConfigError(
+                        f"hydra.sweeper.params: {name} searches {dist}, but the study "
+                        f"{study.study_name!r} in {self.study_settings.shown()} searched "
+                        f"{trial.distributions[name]}; expected the study's search space to "
+                        "resume it, or another hydra.sweeper.study_name for a new study"
+                    ) from None
 
     def _launch(self, study: Any, storage: Any, trials: list[Any], fixed: list[str],
                 launched: int) -> list[Any]:
         """Run ``trials`` through the launcher while their heartbeats are recorded. If the
-        launch is interrupted (Ctrl+C, SIGTERM, a trial's exit), the trials still open are
-        failed and queued again at once, so that a rerun does not wait for the grace period."""
+        launch is interrupted (Ctrl+C, SIGTERM, a trial's exit) or the launcher raises (a job
+        it lost), the trials still open are failed and queued again at once, so that neither
+        this worker nor a rerun waits for the grace period."""
         jobs = [[*fixed, *space.trial_overrides(trial.params),
                  f"hydra.sweeper.trial={trial.number}"] for trial in trials]
         for trial in trials:
@@ -272,7 +294,7 @@ class OptunaSweep:
         from optuna.trial import TrialState
 
         failed = []
-        for trial, ret in zip(trials, returns, strict=True):
+        for trial, ret in zip(trials, returns, strict=False):  # none when the launch failed
             state = storage.get_trial(trial._trial_id).state
             if state.is_finished():
                 continue

@@ -15,10 +15,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
+from calcinet.tracking import TRIAL_STATE_TAG
 
-#: Tag of a trial's MLflow run: RUNNING while it trains, then COMPLETE, PRUNED or FAIL.
-STATE_TAG = "calcinet.trial_state"
+log = logging.getLogger(__name__)
 
 
 def _define_graceful_pruning() -> type:
@@ -133,7 +132,7 @@ class SweepTrial:
         self.trial.set_user_attr("mlflow_tracking_uri", recorder.logger._tracking_uri)
         self.trial.set_user_attr("output_dir", str(recorder.output_dir.resolve()))
         recorder.tag({"calcinet.optuna_study": self.trial.study.study_name,
-                      "calcinet.optuna_trial": str(self.number), STATE_TAG: "RUNNING"})
+                      "calcinet.optuna_trial": str(self.number), TRIAL_STATE_TAG: "RUNNING"})
 
     def outcome(self) -> str:
         """``"PRUNED"`` when the pruner stopped the run, else ``"COMPLETE"``."""
@@ -141,8 +140,8 @@ class SweepTrial:
         if epoch is None:
             return "COMPLETE"
         log.info("Optuna pruned trial %d after epoch %d", self.number, epoch)
-        print(f"Optuna pruned trial {self.number} after epoch {epoch} "
-              f"({self.monitor} below the pruner's bar).", flush=True)
+        print(f"Optuna's pruner stopped trial {self.number} after epoch {epoch}: its "
+              f"{self.monitor} did not keep up with the earlier trials'.", flush=True)
         return "PRUNED"
 
     def tell(self, outcome: str, score: float | None) -> str:

@@ -33,7 +33,13 @@ from lightning.pytorch.loggers import MLFlowLogger
 import calcinet
 from calcinet import __version__
 from calcinet.data.sources import RecordSource
-from calcinet.tracking import RUN_ID_FILE, git_commit, parent_run, report_to_parent
+from calcinet.tracking import (
+    RUN_ID_FILE,
+    TRIAL_STATE_TAG,
+    git_commit,
+    parent_run,
+    report_to_parent,
+)
 from calcinet.training.callbacks import ModelCheckpoint
 from calcinet.training.checkpoints import Saved
 
@@ -136,7 +142,7 @@ class RunRecorder(Callback):
         """
         client, run_id = self.logger.experiment, self.logger.run_id
         if trial_state is not None:
-            self.tag({"calcinet.trial_state": trial_state})
+            self.tag({TRIAL_STATE_TAG: trial_state})
         self._safe("uploading the config", client.log_artifact, run_id,
                    str(self.output_dir / "config.yaml"))
         hydra_dir = self.output_dir / ".hydra"

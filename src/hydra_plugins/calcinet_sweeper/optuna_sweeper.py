@@ -48,7 +48,9 @@ class CalcinetOptunaSweeperConf:
     grace_period: int | None = None
     #: How often a dead trial's parameters are queued again (null: no limit).
     max_retry: int | None = 3
-    #: Trials whose job raised that this worker tolerates before it stops with the error.
+    #: Failed launches this worker tolerates before it stops with the error: a trial whose
+    #: job raised, or a job the launcher lost (a SLURM job timed out or was pre-empted; its
+    #: parameters are queued again).
     max_failures: int = 0
     #: Set by the sweeper for each job: the number of the trial it runs.
     trial: int | None = None
