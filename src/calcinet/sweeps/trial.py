@@ -140,8 +140,9 @@ class SweepTrial:
         if epoch is None:
             return "COMPLETE"
         log.info("Optuna pruned trial %d after epoch %d", self.number, epoch)
-        print(f"Optuna's pruner stopped trial {self.number} after epoch {epoch}: its "
-              f"{self.monitor} did not keep up with the earlier trials'.", flush=True)
+        pruner = type(self.trial.study.pruner).__name__
+        print(f"Optuna's {pruner} stopped trial {self.number} after epoch {epoch} on its "
+              f"{self.monitor}.", flush=True)
         return "PRUNED"
 
     def tell(self, outcome: str, score: float | None) -> str:
