@@ -7,6 +7,7 @@ problem is one line naming the key, the value and what is expected.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,9 @@ def compose(name: str, overrides: Sequence[str] = (), run_dir: str | Path | None
     with open_dict(cfg):  # compose() leaves the runtime fields empty
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.runtime.cwd = str(run_dir.parent)
-    HydraConfig.instance().set_config(cfg)
+    # HydraConfig keeps a copy that still has its hydra node, as in a real run, so that
+    # interpolations inside it (hydra.sweep.dir -> ${hydra.sweeper.study_name}) resolve.
+    HydraConfig.instance().set_config(copy.deepcopy(cfg))
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg

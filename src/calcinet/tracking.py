@@ -31,6 +31,8 @@ ON_UNREACHABLE = ("fail", "local")
 RUN_ID_FILE = "mlflow_run_id.txt"
 #: Tag of a sweep's (or cross-validation's) parent run: the folder that groups its trials.
 PARENT_KEY_TAG = "calcinet.parent_key"
+#: Tag of a sweep trial's run: RUNNING while it trains, then COMPLETE, PRUNED or FAIL.
+TRIAL_STATE_TAG = "calcinet.trial_state"
 
 # MLflow retries a failed HTTP call 7 times with exponential back-off (minutes in all); a server
 # that went away mid-run should cost seconds, so unless the user chose otherwise retry briefly.
@@ -362,8 +364,21 @@ def parent_run(client: Any, experiment_id: str, key: str, name: str) -> str:
     """The id of the parent run tagged ``calcinet.parent_key=key``, created on first use.
 
     Sweep trials and cross-validation folds find their parent by this key (the sweep folder),
-    so the parent is created once per sweep however many trials there are.
+    so the parent is created once per sweep however many trials there are. Several workers of
+    one sweep start trials at the same moment: when the key is a folder, a lock file in it
+    (``.mlflow_parent.lock``, held for the search and the creation) makes the first of them
+    create the parent and the others find it.
     """
+    folder = Path(key)
+    if not folder.is_dir():
+        return _find_or_create_parent(client, experiment_id, key, name)
+    from filelock import FileLock
+
+    with FileLock(folder / ".mlflow_parent.lock"):
+        return _find_or_create_parent(client, experiment_id, key, name)
+
+
+def _find_or_create_parent(client: Any, experiment_id: str, key: str, name: str) -> str:
     quoted = key.replace("'", "\\'")
     found = client.search_runs([experiment_id], f"tags.`{PARENT_KEY_TAG}` = '{quoted}'",
                                max_results=1)
@@ -400,3 +415,20 @@ def report_to_parent(client: Any, parent_id: str, run_id: str, name: str, score:
         client.log_metric(parent_id, name, score)
         client.set_tag(parent_id, "calcinet.best_run_id", run_id)
         client.set_tag(parent_id, "calcinet.best_output_dir", output_dir)
+
+
+def close_run(uri: str, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+    """Tag an MLflow run and set its status (``FINISHED``, ``FAILED`` or ``KILLED``) from
+    outside the process that ran it (a sweep closing a trial whose process died); an MLflow
+    error is a warning, not a failure."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        for key, value in (tags or {}).items():
+            client.set_tag(run_id, key, value)
+        client.set_terminated(run_id, status)
+    except Exception as error:  # noqa: BLE001 - bookkeeping of a run that is already over
+        message = f"could not close MLflow run {run_id} in {uri} ({type(error).__name__}: {error})"
+        log.warning(message)
+        print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)

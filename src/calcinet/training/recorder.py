@@ -14,7 +14,8 @@ A run's MLflow record has three moments:
   an epoch whose checkpoint was written but whose metrics were not (a kill between the two) is
   committed when the run resumes.
 * **finish** (:meth:`RunRecorder.finish`): the resolved config, the Hydra config, the best
-  checkpoint and the best score (``best/<monitor.metric>``), also reported to the parent run.
+  checkpoint and the best score (``best/<monitor.metric>``), also reported to the parent run;
+  a sweep trial's end state (COMPLETE, PRUNED, FAIL) as the tag ``calcinet.trial_state``.
 
 Every MLflow call after the start warns instead of stopping training (see
 ``calcinet.tracking.ResilientMLFlowLogger``).
@@ -32,7 +33,13 @@ from lightning.pytorch.loggers import MLFlowLogger
 import calcinet
 from calcinet import __version__
 from calcinet.data.sources import RecordSource
-from calcinet.tracking import RUN_ID_FILE, git_commit, parent_run, report_to_parent
+from calcinet.tracking import (
+    RUN_ID_FILE,
+    TRIAL_STATE_TAG,
+    git_commit,
+    parent_run,
+    report_to_parent,
+)
 from calcinet.training.callbacks import ModelCheckpoint
 from calcinet.training.checkpoints import Saved
 
@@ -118,10 +125,24 @@ class RunRecorder(Callback):
         return {"mlflow_run_id": run_id, "mlflow_tracking_uri": self.logger._tracking_uri,
                 "mlflow_experiment_id": self.logger.experiment_id}
 
-    def finish(self, best: Saved | None, best_name: str, mode: str) -> None:
+    def tag(self, tags: dict[str, str]) -> None:
+        """Set tags on the run (a sweep trial's study, number and state)."""
+        for key, value in tags.items():
+            self._safe(f"tagging {key}", self.logger.experiment.set_tag, self.run_id, key, value)
+
+    def finish(self, best: Saved | None, best_name: str, mode: str,
+               trial_state: str | None = None) -> None:
         """Upload the config, the Hydra config and the best checkpoint; log ``best_name`` (the
-        best checkpoint's stored score) here and on the parent run."""
+        best checkpoint's stored score) here and on the parent run.
+
+        ``trial_state`` (a sweep trial's end: COMPLETE, PRUNED or FAIL) becomes the tag
+        ``calcinet.trial_state``; only a COMPLETE trial competes for the parent's best, as only
+        complete trials count in Optuna's ``best_trial`` (a pruned trial's score is that of a
+        run stopped early).
+        """
         client, run_id = self.logger.experiment, self.logger.run_id
+        if trial_state is not None:
+            self.tag({TRIAL_STATE_TAG: trial_state})
         self._safe("uploading the config", client.log_artifact, run_id,
                    str(self.output_dir / "config.yaml"))
         hydra_dir = self.output_dir / ".hydra"
@@ -135,7 +156,7 @@ class RunRecorder(Callback):
         if best.score is None:
             return
         self._safe(f"logging {best_name}", client.log_metric, run_id, best_name, best.score)
-        if self.parent_id is not None:
+        if self.parent_id is not None and trial_state in (None, "COMPLETE"):
             self._safe("updating the parent run", report_to_parent, client, self.parent_id,
                        run_id, best_name, best.score, str(self.output_dir), mode)
 

@@ -34,6 +34,7 @@ from calcinet import __version__
 from calcinet.config import ConfigError, validate_train_config
 from calcinet.data.datamodule import CalciDataModule
 from calcinet.data.splits import PURPOSES, split_problems
+from calcinet.sweeps.trial import SweepTrial
 from calcinet.tracking import RUN_ID_FILE
 from calcinet.training.checkpoints import BEST, best_saved, newest_last
 from calcinet.training.recorder import RunRecorder
@@ -112,7 +113,9 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
 
     Everything the run writes lives in ``cfg.paths.output_dir``: the resolved config,
     ``checkpoints/`` (``best.ckpt``, the named best, ``last.ckpt``), ``mlflow_run_id.txt``, logs
-    and artifacts. ``resume=true`` continues the run of that folder.
+    and artifacts. ``resume=true`` continues the run of that folder. A trial of calcinet's
+    Optuna sweeper also reports to its study (pruning) and tells it how it ended
+    (:class:`calcinet.sweeps.trial.SweepTrial`).
 
     Raises:
         ConfigError: the config, or a train/validation split without both classes.
@@ -121,7 +124,8 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     validate_train_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    parts = build(cfg, parent_key)
+    trial = SweepTrial.current(cfg)  # the Optuna trial this run is, under calcinet's sweeper
+    parts = build(cfg, parent_key, trial.callbacks() if trial else ())
     resolved = OmegaConf.to_container(cfg, resolve=True)
     is_zero = rank_zero_only.rank == 0
     if is_zero:
@@ -131,6 +135,8 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
         parts.module.run_info.update(parts.recorder.start(
             resolved, parts.datamodule.source, parts.module.run_info,
             parts.datamodule.class_counts("train")))
+    if trial is not None:
+        trial.started(parts.recorder)
 
     trainer = parts.trainer
     try:
@@ -154,8 +160,9 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if saved is not None and saved.score is not None:
         metrics[best_metric(cfg)] = saved.score
+    trial_state = trial.tell(trial.outcome(), metrics.get(best_metric(cfg))) if trial else None
     if parts.recorder is not None:
-        parts.recorder.finish(saved, best_metric(cfg), str(cfg.monitor.mode))
+        parts.recorder.finish(saved, best_metric(cfg), str(cfg.monitor.mode), trial_state)
     if is_zero:
         recorder = parts.recorder
         mlflow = (recorder.logger._tracking_uri, recorder.logger.experiment_id,

@@ -1,0 +1,1 @@
+"""calcinet's Hydra plugins: the Optuna sweeper (``optuna_sweeper``)."""
