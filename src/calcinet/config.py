@@ -8,6 +8,7 @@ problem is one line naming the key, the value and what is expected.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,17 @@ def _cpu_channels_last(accelerator: str = "cpu") -> bool:
     return accelerator == "cpu" and native_bf16_cpu()
 
 
+def _working_directory() -> str:
+    """``${calcinet.cwd:}``: the folder the command runs in. Hydra's ``${hydra:runtime.cwd}`` is
+    set inside a job only, so a multirun's sweep folder (resolved by the launcher, before any
+    job) could not use it."""
+    return os.getcwd()
+
+
 # Resolved when a config is composed (torch is imported then, not when a command starts).
 for _name, _resolver in (("calcinet.cpu_precision", _cpu_precision),
-                         ("calcinet.cpu_channels_last", _cpu_channels_last)):
+                         ("calcinet.cpu_channels_last", _cpu_channels_last),
+                         ("calcinet.cwd", _working_directory)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
 

@@ -123,6 +123,27 @@ def store_writable(uri: str, wait_s: float = 15.0) -> bool:
         pause *= 2
 
 
+def create_sqlite_store(uri: str) -> None:
+    """Create (and migrate) a local SQLite store once, under a file lock beside it.
+
+    MLflow builds a new SQLite store's tables by running its schema migrations in whichever
+    process opens it first; two processes doing it at once (sweep workers, two trainings started
+    together on a fresh ``mlflow.db``) break the second one's migration. Taking
+    ``<db>.lock`` (the ``filelock`` package) for that first open serialises them; a store that
+    already exists and a remote server are left alone.
+    """
+    path = sqlite_file(uri)
+    if path is None:
+        return
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
 def checked_tracking_uri(
     tracking_uri: str | None = None, root_dir: str | Path = ".", on_unreachable: str = "fail",
     fallback_dir: str | Path | None = None, lock_wait_s: float = 15.0,
@@ -343,6 +364,7 @@ def build_mlflow_logger(
     if getattr(rank_zero_only, "rank", 0) != 0:
         return __getattr__("OtherRankLogger")()
     uri = checked_tracking_uri(tracking_uri, root_dir, on_unreachable, fallback_dir, lock_wait_s)
+    create_sqlite_store(uri)
     location = None
     if not is_remote(uri):
         in_run = fallback_dir is not None and sqlite_file(uri) == \

@@ -255,12 +255,14 @@ def test_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path: Path) -> N
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_share_one_journal_and_run_each_trial_once(tmp_path: Path) -> None:
-    """The same command started twice at once: 4 trials in all, each launched by one worker."""
+    """The README's command started twice at once in a fresh project (no MLflow store yet, the
+    default sweep folder): 4 trials in all, each launched by one worker."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).search_experiments()  # the store exists before they start
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir = tmp_path / "outputs" / "train" / "sweeps" / "calcinet"
     bin_dir = Path(sys.executable).parent
-    command = _sweep(sweep_dir, "hydra.sweeper.n_trials=4", "hydra.sweeper.heartbeat_interval=2")
+    command = [*_sweep(sweep_dir, "hydra.sweeper.n_trials=4",
+                       "hydra.sweeper.heartbeat_interval=2")]
+    command.remove(f"hydra.sweep.dir={sweep_dir}")  # the default folder, as a user runs it
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "1"}
     logs = [tmp_path / f"worker{k}.log" for k in (0, 1)]
     workers = [subprocess.Popen([str(bin_dir / command[0]), *command[1:]], cwd=tmp_path, env=env,

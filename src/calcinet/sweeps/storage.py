@@ -243,9 +243,14 @@ def open_storage(settings: StudySettings, heartbeats: bool = True) -> Any:
     options = {"heartbeat_interval": settings.heartbeat_interval,
                "grace_period": settings.grace_period,
                "heartbeat_stale_trial_callback": callback} if heartbeats else {}
+    from filelock import FileLock
+
+    # Optuna creates a new database's tables in the first process that opens it; workers started
+    # together would race for that (a UNIQUE constraint error in the loser).
+    settings.sweep_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():  # heartbeat arguments are "experimental"
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), FileLock(settings.sweep_dir / ".optuna_storage.lock"):
+            warnings.simplefilter("ignore")  # heartbeat arguments are "experimental"
             return RDBStorage(where, **options)
     except Exception as error:  # noqa: BLE001 - a driver missing, a server down, a bad URL
         raise ConfigError(f"hydra.sweeper.storage={settings.shown()!r}: cannot open the "
