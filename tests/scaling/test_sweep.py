@@ -323,3 +323,21 @@ def test_pruned_trial_run_by_submitit_is_pruned_in_the_study_and_in_mlflow(
     assert "best/val_auroc" not in parent.data.metrics  # only complete trials compete
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["trials"] == {"PRUNED": 1} and "best_value" not in results
+
+
+@pytest.mark.slow
+def test_a_trial_refused_by_the_config_check_fails_once_and_is_not_queued_again(
+        tmp_path: Path) -> None:
+    """Parameters calcinet refuses (batch size 0) fail their trial with calcinet's one line;
+    nothing is queued again, and past ``max_failures`` the sweep stops with status 2."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(_sweep(sweep_dir, "hydra.sweeper.params=null", "data.batch_size=choice(0)",
+                            "hydra.sweeper.n_trials=2", "logger=none"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "calcinet: error:" in line]
+    assert errors == ["calcinet: error: data.batch_size=0: expected a positive integer"]
+    assert "heartbeat" not in result.stdout + result.stderr
+    from optuna.trial import TrialState
+
+    assert [t.state for t in _study(sweep_dir).trials] == [TrialState.FAIL]  # none WAITING

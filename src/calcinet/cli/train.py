@@ -23,7 +23,9 @@ Result = TypeVar("Result")
 
 def with_exit_statuses(run: Callable[[], Result]) -> Result:
     """``run()`` with the training commands' exit statuses: 143 when a SIGTERM stopped it, 2
-    with one line for bad input (also when Hydra's instantiate wrapped it), else its result."""
+    with one line for bad input (also when Hydra's instantiate wrapped it), else its result.
+    In a multirun the bad-input error is raised instead, so that the sweeper fails that trial
+    (one line) and goes on with the next."""
     # Imported when the command runs, not when it starts: `--help` and tab completion stay light.
     from calcinet.data.validation import DataValidationError
     from calcinet.tracking import TrackingUnreachableError
@@ -37,7 +39,16 @@ def with_exit_statuses(run: Callable[[], Result]) -> Result:
         found = user_error(error, (ConfigError, DataValidationError, TrackingUnreachableError))
         if found is None:
             raise
+        if _in_multirun():  # a sweep's trial: the sweeper marks it FAIL and goes on
+            raise found from None
         fail(found)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -206,9 +206,10 @@ class RetryStaleTrial:
             warnings.simplefilter("ignore")
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
-    def __call__(self, study: Any, trial: Any) -> None:
-        log.warning("Trial %d sent no heartbeat for longer than the grace period: marked "
-                    "FAIL and queued again with the same parameters", trial.number)
+    def __call__(self, study: Any, trial: Any,
+                 why: str = "sent no heartbeat for longer than the grace period") -> None:
+        log.warning("Trial %d %s: marked FAIL and queued again with the same parameters",
+                    trial.number, why)
         self.retry(study, trial)
         run_id, uri = trial.user_attrs.get("mlflow_run_id"), \
             trial.user_attrs.get("mlflow_tracking_uri")

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -38,7 +40,7 @@ from calcinet.cli import fail
 from calcinet.config import ConfigError
 from calcinet.files import atomic_write
 from calcinet.sweeps import space
-from calcinet.sweeps.storage import StudySettings, open_storage, open_study
+from calcinet.sweeps.storage import RetryStaleTrial, StudySettings, open_storage, open_study
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +117,20 @@ class OptunaSweep:
         Bad input (unknown storage scheme, a searched key not in the config, a stored study of
         the other direction, ...) ends the command with one line and exit status 2.
         """
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             study, storage, searched, fixed = self._prepare(arguments)
             self._loop(study, storage, searched, fixed)
         except ConfigError as error:
             fail(error)
+        except (KeyboardInterrupt, SweepStopped) as stop:
+            status = 130 if isinstance(stop, KeyboardInterrupt) else 128 + signal.SIGTERM
+            print(f"calcinet: sweep stopped by {'Ctrl+C' if status == 130 else 'SIGTERM'}; its "
+                  "open trials are queued again: rerun the same command to continue the study",
+                  file=sys.stderr, flush=True)
+            sys.exit(status)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         self._write_results(study)
 
     # -- steps --
@@ -176,7 +187,10 @@ class OptunaSweep:
             if not trials:
                 if not waiting_said:
                     log.info("Waiting for %d running trial(s) of other workers (the study has "
-                             "%d of %d finished)", running, finished, self.n_trials)
+                             "%d of %d finished; a trial whose worker was killed is queued "
+                             "again after %d s without a heartbeat, hydra.sweeper.grace_period)",
+                             running, finished, self.n_trials,
+                             self.study_settings.grace_period)
                     waiting_said = True
                 time.sleep(self.study_settings.heartbeat_interval)
                 continue
@@ -184,6 +198,12 @@ class OptunaSweep:
             try:
                 returns = self._launch(study, storage, trials, fixed, launched)
             except Exception as error:  # the launcher lost jobs (a SLURM job timed out)
+                if launched == 0:  # it never ran a job here: a set-up problem (no srun, ...)
+                    raise ConfigError(
+                        f"hydra/launcher: the launcher could not run the trials "
+                        f"({type(error).__name__}: {str(error)[:300]}); expected a launcher "
+                        "that works on this machine (the open trials are queued again)"
+                    ) from None
                 log.warning("The launcher failed (%s: %s): the open trials are queued again",
                             type(error).__name__, str(error)[:500])
                 failures.append(error)
@@ -280,7 +300,9 @@ class OptunaSweep:
                 if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
                     continue
                 storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-                if callback is not None:
+                if isinstance(callback, RetryStaleTrial):
+                    callback(study, storage.get_trial(trial._trial_id), "was interrupted")
+                elif callback is not None:
                     callback(study, storage.get_trial(trial._trial_id))
             except (UpdateFinishedTrialError, KeyError):
                 continue
@@ -357,3 +379,13 @@ def _positive(sweeper: dict[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"hydra.sweeper.{key}={value!r}: expected a positive integer")
     return value
+
+
+class SweepStopped(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """SIGTERM reached the sweeper (outside a trial's training, which handles its own); a
+    ``BaseException`` so that no ``except Exception`` on the way (Hydra's job runner, the
+    launcher-failure handling) takes it for a failed trial."""
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SweepStopped

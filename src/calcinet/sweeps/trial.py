@@ -48,6 +48,14 @@ def _define_graceful_pruning() -> type:
                 self._trial.storage.set_trial_system_attr(self._trial._trial_id,
                                                           _INTERMEDIATE_VALUE, {})
 
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            # The last epoch is never pruned: the trial has trained to the end and its score
+            # is told to the study as it is (a pruned trial could not become the best).
+            last = trainer.max_epochs is not None and trainer.max_epochs > 0 and \
+                trainer.current_epoch + 1 >= trainer.max_epochs
+            if not last:
+                super().on_validation_end(trainer, pl_module)
+
     GracefulPruning.__module__ = __name__
     GracefulPruning.__qualname__ = "GracefulPruning"
     return GracefulPruning

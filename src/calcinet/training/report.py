@@ -31,11 +31,17 @@ def shell_words(words: Sequence[str]) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
-def report_stopped(output_dir: Path, checkpoints: Path, epoch: int | None) -> None:
-    """Tell the user how to continue a run stopped by SIGTERM (in ``epoch`` when known)."""
+def report_stopped(output_dir: Path, checkpoints: Path, epoch: int | None,
+                   sweep_trial: bool = False) -> None:
+    """Tell the user how to continue a run stopped by SIGTERM (in ``epoch`` when known); a
+    sweep's trial is continued by rerunning the sweep (the trial is queued again)."""
     last = newest_last(checkpoints) if checkpoints.is_dir() else None
     saved = f"{last} holds the last finished epoch" if last else "no epoch finished"
     where = "" if epoch is None else f" in epoch {epoch}"
+    if sweep_trial:
+        print(f"calcinet: sweep trial {output_dir.name} stopped by SIGTERM{where}; it is queued "
+              "again: rerun the same sweep command to continue the study", flush=True)
+        return
     print(f"calcinet: stopped by SIGTERM{where}; {saved}. Continue with the same command plus "
           f"{hydra_value('hydra.run.dir', output_dir.resolve())} resume=true", flush=True)
 

@@ -145,7 +145,8 @@ def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
     except SIGTERMException:
         if is_zero:  # under ddp_spawn this process did not train: its trainer knows no epoch
             report_stopped(parts.output_dir, parts.checkpoints,
-                           None if spawns_workers(trainer) else trainer.current_epoch)
+                           None if spawns_workers(trainer) else trainer.current_epoch,
+                           sweep_trial=_sweep_key() is not None)
         raise TrainingStopped(str(parts.output_dir)) from None
 
     # The best checkpoint by the score stored in the files (after ddp_spawn, a resume or a
