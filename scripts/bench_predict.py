@@ -132,6 +132,7 @@ def main() -> None:
             for job, (command, _) in jobs.items():
                 for name in names[shift:] + names[:shift]:
                     times.setdefault((job, name), []).append(run(trees[name], command, folder))
+        alone = model_rate(model)
     print(f"calcinet-predict, {args.rounds} rounds interleaved, median wall time "
           f"(start-up included)\n")
     print("| input | code | median s | files/s |")
@@ -139,7 +140,6 @@ def main() -> None:
     medians = {key: statistics.median(seconds) for key, seconds in times.items()}
     for (job, name), median in medians.items():
         print(f"| {job} | {name} | {median:.1f} | {jobs[job][1] / median:.1f} |")
-    alone = model_rate(model)
     print(f"\nThe model alone: {alone:.1f} patches/s (batches of 16 in memory, this tree).")
     start_up, many = "1 NIfTI patch 64^3 (start-up)", f"{args.patches} NIfTI patches 64^3"
     for name in trees:
