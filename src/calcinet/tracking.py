@@ -128,17 +128,22 @@ def create_sqlite_store(uri: str) -> None:
 
     MLflow builds a new SQLite store's tables by running its schema migrations in whichever
     process opens it first; two processes doing it at once (sweep workers, two trainings started
-    together on a fresh ``mlflow.db``) break the second one's migration. Taking
-    ``<db>.lock`` (the ``filelock`` package) for that first open serialises them; a store that
-    already exists and a remote server are left alone.
+    together on a fresh ``mlflow.db``) break the second one's migration. A lock (the
+    ``filelock`` package) held for that first open serialises them; its file lives in the
+    system's temporary folder, named after the database, not beside the user's store. A remote
+    server is left alone.
     """
     path = sqlite_file(uri)
     if path is None:
         return
+    import hashlib
+    import tempfile
+
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with FileLock(Path(tempfile.gettempdir()) / f"calcinet-mlflow-{name}.lock"):
         from mlflow.tracking import MlflowClient
 
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)

@@ -1,7 +1,8 @@
 """Console entry points. Each is thin: compose the config, hand it to the package, report.
 
-Hydra mains share :data:`CONFIG_DIR`; errors in user input end with one line on stderr and exit
-status 2 (:func:`fail`).
+Hydra mains share :data:`CONFIG_DIR` and import :mod:`calcinet.config` before Hydra composes
+(it registers the ``${calcinet.*}`` resolvers the configs use); errors in user input end with
+one line on stderr and exit status 2 (:func:`fail`).
 """
 
 from __future__ import annotations

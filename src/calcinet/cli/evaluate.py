@@ -6,6 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+import calcinet.config  # noqa: F401 - registers the ${calcinet.*} resolvers the configs use
 from calcinet.cli import CONFIG_DIR, fail, user_error
 from calcinet.runtime import tune_malloc
 

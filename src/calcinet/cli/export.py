@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import calcinet.config  # noqa: F401 - registers the ${calcinet.*} resolvers the configs use
 from calcinet.cli import CONFIG_DIR, fail
 from calcinet.runtime import tune_malloc
 

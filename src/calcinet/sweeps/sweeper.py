@@ -192,7 +192,8 @@ class OptunaSweep:
                              running, finished, self.n_trials,
                              self.study_settings.grace_period)
                     waiting_said = True
-                time.sleep(self.study_settings.heartbeat_interval)
+                # Checked every few seconds: the study may finish in another worker.
+                time.sleep(min(self.study_settings.heartbeat_interval, 5))
                 continue
             waiting_said = False
             try:
