@@ -30,7 +30,7 @@ def _cpu_precision(accelerator: str = "cpu") -> str:
 
 def _cpu_channels_last(accelerator: str = "cpu") -> bool:
     """``${calcinet.cpu_channels_last:${trainer.accelerator}}``: ``channels_last_3d`` where bf16
-    is native on the CPU (measured faster there, with or without bf16), else the default layout."""
+    is native on the CPU (where it speeds up 3D convolutions), else the default layout."""
     from calcinet.runtime import native_bf16_cpu
 
     return accelerator == "cpu" and native_bf16_cpu()
@@ -146,6 +146,11 @@ def compose(name: str, overrides: Sequence[str] = (), run_dir: str | Path | None
     with open_dict(cfg):  # compose() leaves the runtime fields empty
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.runtime.cwd = str(run_dir.parent)
+        # As the command started in the run folder's parent: mlflow.db, outputs/ and the cache
+        # go there, not into the calling process's working folder.
+        if "paths" in cfg and OmegaConf.to_container(cfg.paths).get("root_dir") == \
+                "${calcinet.cwd:}":
+            cfg.paths.root_dir = str(run_dir.parent)
     # HydraConfig keeps a copy that still has its hydra node, as in a real run, so that
     # interpolations inside it (hydra.sweep.dir -> ${hydra.sweeper.study_name}) resolve.
     HydraConfig.instance().set_config(copy.deepcopy(cfg))
