@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import add_tree_option, source_trees
+
 REPO = Path(__file__).resolve().parents[1]
 AXIAL = REPO.parent / "shared" / "fixtures" / "real" / "dicom" / "axial_series"
 
@@ -102,15 +104,11 @@ def model_rate(model: Path, rounds: int = 10) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", action="append", default=[], metavar="NAME=SRC",
-                        help="another source tree to time beside this one")
+    add_tree_option(parser)
     parser.add_argument("--patches", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    trees = {"this tree": REPO / "src"}
-    for item in args.tree:
-        name, _, path = item.partition("=")
-        trees[name] = Path(path).resolve()
+    trees = source_trees(args)
     with tempfile.TemporaryDirectory(prefix="calcinet-bench-predict-") as tmp:
         folder = Path(tmp)
         model = write_model(folder / "model.ts")

@@ -21,7 +21,8 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from trees import add_tree_option, source_trees
+
 HYDRA_COMMANDS = {"calcinet-train", "calcinet-cv", "calcinet-evaluate", "calcinet-export",
                   "calcinet-synth"}
 STACK = "import torch, monai, lightning, mlflow"
@@ -41,14 +42,10 @@ def seconds(tree: Path, code: str, argv: list[str], env: dict[str, str] | None =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", action="append", default=[], metavar="NAME=SRC",
-                        help="another source tree to time beside this one")
+    add_tree_option(parser)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    trees = {"this tree": REPO / "src"}
-    for item in args.tree:
-        name, _, path = item.partition("=")
-        trees[name] = Path(path).resolve()
+    trees = source_trees(args)
     call = ("import sys; from importlib import import_module; m, f = sys.argv[1].split(':'); "
             "sys.argv = sys.argv[2:]; getattr(import_module(m), f)()")
     jobs: dict[str, tuple[str, list[str], dict[str, str]]] = {}

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calcinet.lazy import lazy_classes
+
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger, MLFlowLogger
 
@@ -294,8 +296,6 @@ def _define_resilient_logger() -> type:
                 status = "KILLED"
             self.guarded("closing the run", super().finalize, status)
 
-    ResilientMLFlowLogger.__module__ = __name__
-    ResilientMLFlowLogger.__qualname__ = "ResilientMLFlowLogger"
     return ResilientMLFlowLogger
 
 
@@ -321,24 +321,13 @@ def _define_other_rank_logger() -> type:
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
             pass
 
-    OtherRankLogger.__module__ = __name__
-    OtherRankLogger.__qualname__ = "OtherRankLogger"
     return OtherRankLogger
 
 
-_LAZY_CLASSES = {
-    "ResilientMLFlowLogger": _define_resilient_logger,
-    "OtherRankLogger": _define_other_rank_logger,
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Module attributes on demand: pickling (DDP spawn) finds the classes as
-    # calcinet.tracking.<name>.
-    if name in _LAZY_CLASSES:
-        cls = globals()[name] = _LAZY_CLASSES[name]()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Built on first use, under this module's name: pickling (DDP spawn) finds the classes as
+# calcinet.tracking.<name>.
+__getattr__ = lazy_classes(__name__, {"ResilientMLFlowLogger": _define_resilient_logger,
+                                      "OtherRankLogger": _define_other_rank_logger})
 
 
 def build_mlflow_logger(

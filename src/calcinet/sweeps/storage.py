@@ -34,6 +34,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from calcinet.config import ConfigError
+from calcinet.lazy import lazy_classes
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +182,11 @@ def _define_journal_storage() -> type:
         def get_heartbeat_stale_trial_callback(self) -> Callable[..., None] | None:
             return self.stale_callback
 
-    HeartbeatJournalStorage.__module__ = __name__
-    HeartbeatJournalStorage.__qualname__ = "HeartbeatJournalStorage"
     return HeartbeatJournalStorage
 
 
-def __getattr__(name: str) -> Any:
-    # The class on demand, under its module name, so that pickling (submitit jobs) finds it.
-    if name == "HeartbeatJournalStorage":
-        cls = globals()[name] = _define_journal_storage()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Built on first use, under this module's name, so that pickling (submitit jobs) finds it.
+__getattr__ = lazy_classes(__name__, {"HeartbeatJournalStorage": _define_journal_storage})
 
 
 class RetryStaleTrial:

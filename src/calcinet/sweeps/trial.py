@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from calcinet.lazy import lazy_classes
 from calcinet.tracking import TRIAL_STATE_TAG
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,11 @@ def _define_graceful_pruning() -> type:
             if not last:
                 super().on_validation_end(trainer, pl_module)
 
-    GracefulPruning.__module__ = __name__
-    GracefulPruning.__qualname__ = "GracefulPruning"
     return GracefulPruning
 
 
-def __getattr__(name: str) -> Any:
-    # The class on demand, under its module name, so that ddp_spawn can pickle it.
-    if name == "GracefulPruning":
-        cls = globals()[name] = _define_graceful_pruning()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Built on first use, under this module's name, so that ddp_spawn can pickle it.
+__getattr__ = lazy_classes(__name__, {"GracefulPruning": _define_graceful_pruning})
 
 
 def pruned_epoch(trial: Any) -> int | None:
