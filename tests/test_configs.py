@@ -82,6 +82,27 @@ def test_smoke_debug_keeps_checkpoints_and_logging(tmp_path: Path) -> None:
     assert not cfg.trainer.get("fast_dev_run")
 
 
+@pytest.mark.parametrize("debug", _options("debug"))
+def test_debug_runs_have_their_own_experiment(debug: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"debug={debug}"], run_dir=tmp_path)
+    assert cfg.logger.mlflow.experiment_name == "calcinet-debug"
+    assert compose_config("train", run_dir=tmp_path).logger.mlflow.experiment_name == "calcinet"
+    # logger=none on the command line wins over the debug config's MLflow experiment.
+    quiet = compose_config("train", [f"debug={debug}", "logger=none"], run_dir=tmp_path)
+    assert not quiet.logger
+
+
+def test_overfit_and_profile_debug_configs_reach_the_trainer(tmp_path: Path) -> None:
+    overfit = compose_config("train", ["debug=overfit"], run_dir=tmp_path)
+    assert overfit.data.augment is None and overfit.callbacks.early_stopping is None
+    trainer = instantiate(overfit.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.overfit_batches == 2
+    profile = compose_config("train", ["debug=profile"], run_dir=tmp_path)
+    trainer = instantiate(profile.trainer, logger=False, enable_checkpointing=False)
+    assert type(trainer.profiler).__name__ == "SimpleProfiler"
+    assert Path(trainer.profiler.dirpath) == tmp_path
+
+
 def test_trainer_and_callbacks_instantiate(tmp_path: Path) -> None:
     cfg = compose_config("train", ["debug=smoke"], run_dir=tmp_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]

@@ -16,7 +16,7 @@ from calcinet.data.phantom import sample_params
 from calcinet.data.phantom.materialize import write_dataset
 from calcinet.data.sources import phantom_config
 from calcinet.data.transforms import RenderPhantomd, build_transforms
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 
 PATCH = (24, 24, 24)
 SPACING = (1.5, 1.5, 1.5)
@@ -75,7 +75,7 @@ def test_training_from_a_manifest_end_to_end(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     assert run.data.tags["calcinet.data_source"] == "manifest"
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
     assert {"data/manifest.csv", "data/splits.csv"} <= logged

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import run_cli
+from tests.helpers import DEBUG_EXPERIMENT, run_cli
 
 EPOCH_METRICS = ("train/loss", "val/loss", "val/auroc", "val/accuracy", "val/sensitivity",
                  "val/specificity", "val/f1", "val/ap", "val/threshold", "val/temperature",
@@ -41,7 +41,7 @@ def test_smoke_run_writes_checkpoints_and_logs_to_mlflow(tmp_path: Path) -> None
     assert "mlflow ui --backend-store-uri" in result.stdout
 
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("calcinet")
+    experiment = client.get_experiment_by_name(DEBUG_EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     for name in EPOCH_METRICS:
@@ -53,6 +53,7 @@ def test_smoke_run_writes_checkpoints_and_logs_to_mlflow(tmp_path: Path) -> None
     assert params["trainer.max_epochs"] == "2"
     assert params["seed"] == "3"
     assert len(run.data.tags["calcinet.data_fingerprint"]) == 16
+    assert run.data.tags["calcinet.debug_config"] == "smoke"
     assert "mlflow.source.git.commit" in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints", "data", "hydra"} <= artifacts
@@ -86,3 +87,34 @@ def test_logger_none_trains_without_tracking(tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "mlflow.db").exists()  # nothing was tracked
     assert not (run_dir / "mlflow_run_id.txt").exists()
+
+
+@pytest.mark.slow
+def test_overfit_and_profile_debug_runs(tmp_path: Path) -> None:
+    """debug=overfit drives the training loss of two fixed batches down; debug=profile writes
+    Lightning's profile table; both land in outputs/debug/runs, in the calcinet-debug
+    experiment."""
+    from tests.scaling.conftest import TINY
+
+    tiny = [o for o in TINY if o != "debug=smoke"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": uri}
+    overfit = run_cli(["calcinet-train", "debug=overfit", *tiny, "seed=0"], cwd=tmp_path, env=env)
+    assert overfit.returncode == 0, overfit.stderr[-4000:]
+    profile = run_cli(["calcinet-train", "debug=profile", *tiny], cwd=tmp_path, env=env)
+    assert profile.returncode == 0, profile.stderr[-4000:]
+
+    runs = sorted((tmp_path / "outputs" / "debug" / "runs").iterdir())
+    assert len(runs) == 2 and not (tmp_path / "outputs" / "train").exists()
+    table = (runs[1] / "fit-profile.txt").read_text()
+    assert "run_training_epoch" in table and "Total" in table
+
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_experiment_by_name("calcinet") is None
+    found = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id],
+                               order_by=["attributes.start_time ASC"])
+    assert [r.data.tags["calcinet.debug_config"] for r in found] == ["overfit", "profile"]
+    losses = [m.value for m in client.get_metric_history(found[0].info.run_id, "train/loss")]
+    assert len(losses) == 30
+    # The same two batches every epoch: the network memorises them.
+    assert min(losses[-3:]) < 0.25 * losses[0], losses

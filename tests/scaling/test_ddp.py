@@ -15,7 +15,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 from tests.scaling.conftest import TINY
 
 #: Two ranks on the CPU; ranks see 10 of the 20 validation findings each.
@@ -45,7 +45,7 @@ def _assert_auroc_of_whole_val_split(logged: float, checkpoint: Path, scratch: P
 def _only_run(uri: str, run_dir: Path) -> str:
     """The id of the experiment's one MLflow run, FINISHED and named by ``run_dir``."""
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("calcinet")
+    experiment = client.get_experiment_by_name(DEBUG_EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
@@ -164,7 +164,7 @@ def test_sigterm_to_the_spawning_process_stops_its_workers_and_resume_finishes(
     assert stopped_at < epochs - 1
 
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("calcinet")
+    experiment = client.get_experiment_by_name(DEBUG_EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "KILLED"
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from calcinet.data.datamodule import CalciDataModule
 from calcinet.data.splits import kfold_patient_split
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 from tests.scaling.conftest import TINY
 
 
@@ -107,7 +107,7 @@ def test_calcinet_cv_runs_every_fold_and_reports_mean_and_std(tmp_path: Path) ->
     assert (run_dir / "fold_1" / "checkpoints" / "last.ckpt").is_file()
 
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     (parent,) = [r for r in runs if "calcinet.parent_key" in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2 and len(runs) == 3

@@ -12,7 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 from tests.scaling.conftest import TINY, Server, free_port, start_server
 
 
@@ -135,7 +135,7 @@ def test_a_locked_store_is_named_in_one_line_and_can_fall_back_to_the_run_folder
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("calcinet")
+    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment(DEBUG_EXPERIMENT)
     holder = _hold_write_lock(database)
     try:
         started = time.monotonic()
@@ -160,11 +160,11 @@ def test_a_locked_store_is_named_in_one_line_and_can_fall_back_to_the_run_folder
         holder.kill()
         holder.wait()
     client = MlflowClient(tracking_uri=local)
-    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     assert run.info.status == "FINISHED" and "best/val_auroc" in run.data.metrics
     main_store = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    assert main_store.search_runs([main_store.get_experiment_by_name("calcinet").experiment_id]) \
-        == []
+    main_experiment = main_store.get_experiment_by_name(DEBUG_EXPERIMENT)
+    assert main_store.search_runs([main_experiment.experiment_id]) == []
 
 
 def test_parameters_are_logged_whole_up_to_mlflows_limit_and_cut_with_a_warning(

@@ -13,7 +13,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 from tests.scaling.conftest import TINY
 
 
@@ -74,7 +74,7 @@ def _resume_and_check(tmp_path: Path, run_dir: Path, uri: str, args: list[str],
     assert f"Run folder:       {run_dir.resolve()}" in result.stdout
     assert not (tmp_path / "outputs").exists()  # no second run folder
     assert not list((run_dir / "checkpoints").glob("last-v*.ckpt"))
-    experiment = client.get_experiment_by_name("calcinet")
+    experiment = client.get_experiment_by_name(DEBUG_EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     assert (run_dir / "mlflow_run_id.txt").read_text().strip() == run.info.run_id
     assert run.info.status == "FINISHED"
@@ -105,7 +105,7 @@ def test_sigkill_on_either_side_of_an_epochs_commit_then_resume(
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
     CalciModule.load_from_checkpoint(last, map_location="cpu")  # a whole, loadable checkpoint
     client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     assert run.info.status == "RUNNING"
     logged = _epochs_logged(client, run.info.run_id, "val/auroc")
     assert logged == ([0] if where == "before_commit" else [0, 1])
@@ -131,7 +131,7 @@ def test_sigterm_then_resume_continues_the_same_run_and_folder(tmp_path: Path) -
     stopped_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
     assert stopped_at < epochs - 1
     client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     assert run.info.status == "KILLED"
     # Stopped inside the epoch after last.ckpt's: nothing of it reached MLflow.
     assert f"stopped by SIGTERM in epoch {stopped_at + 1};" in output, output[-3000:]

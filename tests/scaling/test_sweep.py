@@ -19,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from calcinet.config import ConfigError
-from tests.helpers import compose_config, run_cli
+from tests.helpers import DEBUG_EXPERIMENT, compose_config, run_cli
 from tests.scaling.conftest import TINY
 from tests.scaling.test_resume import KILL_HOOK
 
@@ -41,7 +41,7 @@ def _study(sweep_dir: Path, name: str = "calcinet"):
 def _runs(uri: str, sweep_dir: Path):
     """(the parent run of the sweep, its child runs by Optuna trial number)."""
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     (parent,) = [r for r in runs if "calcinet.parent_key" in r.data.tags]
     assert parent.data.tags["calcinet.parent_key"] == str(sweep_dir.resolve())
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -19,7 +19,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tests.data.conftest import patch_rows, write_manifest
-from tests.helpers import run_cli
+from tests.helpers import DEBUG_EXPERIMENT, run_cli
 from tests.scaling.conftest import TINY
 
 
@@ -111,7 +111,7 @@ def test_last_checkpoint_is_the_last_epoch_whatever_the_validation_interval(
                       weights_only=False)
     assert last["epoch"] == 2
     client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("calcinet").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id])
     epoch_at = {m.step: int(m.value) for m in client.get_metric_history(run.info.run_id, "epoch")}
 
     def epochs(name: str) -> list[int]:

@@ -282,7 +282,17 @@ def run_info(cfg: DictConfig, resolved: dict[str, Any], parts: Parts) -> dict[st
             json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16],
         "data_fingerprint": parts.datamodule.source.fingerprint(),
         "output_dir": str(parts.output_dir.resolve()),
+        # debug=smoke / overfit / profile: such a run's models are not registered on export.
+        "debug_config": _hydra_choice("debug"),
     }
+
+
+def _hydra_choice(group: str) -> str | None:
+    """The option of config group ``group`` this Hydra run composed (None outside Hydra)."""
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get(group)
+    return None if choice in (None, "null") else str(choice)
 
 
 def _sweep_key() -> str | None:
