@@ -42,17 +42,18 @@ def soft_tissue(scene: Scene, p: dict, fat_fraction: float | None = None) -> Non
     img[...] = p["muscle_hu"] + (p["fat_hu"] - p["muscle_hu"]) * fat + p["texture_hu"] * tex
     # Subcutaneous fat beyond `subcut_fat_mm` on the side away from the bone (+u); the patterns'
     # bones and masses are drawn afterwards and displace it.
-    fat_layer(scene, p, p["subcut_fat_mm"])
+    fat_layer(scene, p, offset_mm=p["subcut_fat_mm"])
 
 
 def fat_layer(
-    scene: Scene, p: dict, u0: float, normal=(1.0, 0.0, 0.0), tissue_hu: float | None = None
+    scene: Scene, p: dict, *, offset_mm: float, normal=(1.0, 0.0, 0.0),
+    tissue_hu: float | None = None,
 ) -> None:
-    """Subcutaneous / pelvic fat (or `tissue_hu`) filling the half space {x : x . normal > u0}
-    (scene mm), its boundary gently undulating."""
+    """Subcutaneous / pelvic fat (or `tissue_hu`) filling the half space
+    {x : x . normal > offset_mm} (scene mm), its boundary gently undulating."""
     fr = scene.full()
     n = np.asarray(normal, dtype=F32)
-    d = u0 - (n[0] * fr.a + n[1] * fr.b + n[2] * fr.c)
+    d = offset_mm - (n[0] * fr.a + n[1] * fr.b + n[2] * fr.c)
     if float(d.min()) > 6.0:  # wholly outside the patch
         return
     hu = p["fat_hu"] if tissue_hu is None else tissue_hu
@@ -83,6 +84,7 @@ class Bone:
 def bone(
     scene: Scene,
     p: dict,
+    *,
     gap_mm: float,
     radius_mm: float,
     marrow_hu: float | None = None,
@@ -114,6 +116,7 @@ def trabecular_texture(scene: Scene, p: dict) -> np.ndarray:
 def mass(
     scene: Scene,
     p: dict,
+    *,
     radii,
     hu: float,
     origin=(0.0, 0.0, 0.0),
@@ -137,7 +140,8 @@ def mass(
 
 
 def fluid_levels(
-    scene: Scene, fr: Frame, inside: np.ndarray, level_mm: float, top_hu: float, bottom_hu: float
+    scene: Scene, fr: Frame, inside: np.ndarray, *, level_mm: float, top_hu: float,
+    bottom_hu: float,
 ) -> None:
     """Fill `inside` (an occupancy) with two layers split by a horizontal level (gravity along the
     patch's +y: the patient lies supine), `level_mm` above the frame origin: fluid-fluid levels

@@ -11,23 +11,23 @@ from scipy.special import ndtri
 
 from calcinet.data.phantom import anatomy as an
 from calcinet.data.phantom import matrix as mx
-from calcinet.data.phantom.benign import _u
+from calcinet.data.phantom.draws import uniform
 from calcinet.data.phantom.shapes import F32, ellipsoid, random_unit, sphere
 
 
 # -- blastic metastasis ----------------------------------------------------------------------------
 def sample_blastic_metastasis(rng, d):
-    size = _u(rng, 5, 40)
+    size = uniform(rng, 5, 40)
     return {
         "size_mm": size,
         "n_foci": int(rng.integers(1, 4)),
         # Seed 000: osteoblastic prostate metastases are homogeneous "ivory" above 1000 HU.
         # Difficulty lowers the floor towards 1000 HU, next to the densest benign deposits.
-        "lesion_hu": _u(rng, 1000 + 250 * (1 - d), 1650),
-        "margin_softness": _u(rng, 1.2, 3.0),
-        "lobulation": _u(rng, 0.12, 0.3),
-        "bone_radius_mm": max(_u(rng, 16, 32), 0.5 * size + 3),
-        "depth_mm": _u(rng, 0.5, 6),
+        "lesion_hu": uniform(rng, 1000 + 250 * (1 - d), 1650),
+        "margin_softness": uniform(rng, 1.2, 3.0),
+        "lobulation": uniform(rng, 0.12, 0.3),
+        "bone_radius_mm": max(uniform(rng, 16, 32), 0.5 * size + 3),
+        "depth_mm": uniform(rng, 0.5, 6),
     }
 
 
@@ -35,22 +35,22 @@ def paint_blastic_metastasis(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    b = an.bone(scene, p, -(R + p["depth_mm"]), p["bone_radius_mm"])
+    b = an.bone(scene, p, gap_mm=-(R + p["depth_mm"]), radius_mm=p["bone_radius_mm"])
     lob = p["lobulation"] * R
     hu = p["lesion_hu"]
     fr, _ = an.mass(
         scene,
         p,
-        (R, R * _u(rng, 0.7, 1.0), R * _u(rng, 0.7, 1.1)),
-        hu,
+        radii=(R, R * uniform(rng, 0.7, 1.0), R * uniform(rng, 0.7, 1.1)),
+        hu=hu,
         lobulation=lob,
         scale=max(4.0, 0.8 * R),
         texture=25.0,
         soft=p["margin_softness"],
     )
     for _ in range(p["n_foci"] - 1):  # confluent satellite foci, within the medulla
-        c = mx.points_in_ellipsoid(rng, 1, (R, R, R), 0)[0] * 1.1
-        r = R * _u(rng, 0.3, 0.6)
+        c = mx.points_in_ellipsoid(rng, 1, (R, R, R), regular=0)[0] * 1.1
+        r = R * uniform(rng, 0.3, 0.6)
         f = scene.frame(c, radius=1.5 * r + 3.0)
         if f is None:
             continue
@@ -59,34 +59,34 @@ def paint_blastic_metastasis(scene, p):
         scene.paint(
             f,
             sdf,
-            hu * _u(rng, 0.95, 1.05) + 25 * f.take(scene.field(3.0)),
+            hu * uniform(rng, 0.95, 1.05) + 25 * f.take(scene.field(3.0)),
             soft=p["margin_softness"],
         )
 
 
 # -- high-grade chondrosarcoma ---------------------------------------------------------------------
 def sample_chondrosarcoma_high_grade(rng, d):
-    size = _u(rng, 30, 100)
+    size = uniform(rng, 30, 100)
     return {
         "size_mm": size,
         # Hyaline-cartilage tumour: hypodense to muscle.
-        "mass_offset_hu": _u(rng, -25, -5),
+        "mass_offset_hu": uniform(rng, -25, -5),
         # Sparse and anarchic (seed 000: grade III calcifications "clairsemées et anarchiques"):
         # few rings on a coarse lattice, clumped, of irregular size, thickness and density.
         # Difficulty makes them more numerous and regular, as in an enchondroma.
-        "ring_radius_mm": _u(rng, 1.8, 3.5),
-        "cell_factor": _u(rng, 3.2, 4.2) - 0.3 * d,
-        "ring_presence": _u(rng, 0.12, 0.3) + 0.2 * d,
-        "clustering": _u(rng, 0.8, 1.5) * (1 - 0.5 * d),
-        "ring_radius_cv": _u(rng, 0.35, 0.55) - 0.15 * d,
-        "ring_thickness_mm": _u(rng, 0.7, 1.6),
-        "ring_thickness_cv": _u(rng, 0.25, 0.5) - 0.1 * d,
-        "arc_fraction": _u(rng, 0.25, 0.5) + 0.2 * d,
-        "ring_hu": _u(rng, 350, 900),
-        "bone_radius_mm": _u(rng, 14, 30),
-        "depth_mm": _u(rng, 0, 10),
+        "ring_radius_mm": uniform(rng, 1.8, 3.5),
+        "cell_factor": uniform(rng, 3.2, 4.2) - 0.3 * d,
+        "ring_presence": uniform(rng, 0.12, 0.3) + 0.2 * d,
+        "clustering": uniform(rng, 0.8, 1.5) * (1 - 0.5 * d),
+        "ring_radius_cv": uniform(rng, 0.35, 0.55) - 0.15 * d,
+        "ring_thickness_mm": uniform(rng, 0.7, 1.6),
+        "ring_thickness_cv": uniform(rng, 0.25, 0.5) - 0.1 * d,
+        "arc_fraction": uniform(rng, 0.25, 0.5) + 0.2 * d,
+        "ring_hu": uniform(rng, 350, 900),
+        "bone_radius_mm": uniform(rng, 14, 30),
+        "depth_mm": uniform(rng, 0, 10),
         # How far the soft-tissue mass bulges out of the bone (fraction of its radius).
-        "extraosseous_fraction": _u(rng, 0.25, 0.6) * (1 - 0.5 * d),
+        "extraosseous_fraction": uniform(rng, 0.25, 0.6) * (1 - 0.5 * d),
     }
 
 
@@ -96,15 +96,15 @@ def paint_chondrosarcoma_high_grade(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, -p["depth_mm"], p["bone_radius_mm"])
-    radii = np.array([R * _u(rng, 0.5, 0.75), R * _u(rng, 0.7, 1.0), R])
+    an.bone(scene, p, gap_mm=-p["depth_mm"], radius_mm=p["bone_radius_mm"])
+    radii = np.array([R * uniform(rng, 0.5, 0.75), R * uniform(rng, 0.7, 1.0), R])
     off = np.array([p["extraosseous_fraction"] * radii[0], 0.0, 0.0])
     # The mass replaces medulla and cortex alike: cortical destruction.
     fr, sdf = an.mass(
         scene,
         p,
-        radii,
-        p["muscle_hu"] + p["mass_offset_hu"],
+        radii=radii,
+        hu=p["muscle_hu"] + p["mass_offset_hu"],
         origin=off,
         lobulation=3.0,
         scale=12.0,
@@ -120,46 +120,52 @@ def paint_chondrosarcoma_high_grade(scene, p):
         fr,
         scene.occupancy(sdf + 1.0),
         rng,
-        cell_mm=p["cell_factor"] * rr,
-        presence=p["ring_presence"],
-        radius_mm=rr,
-        radius_cv=p["ring_radius_cv"],
-        thick_mm=p["ring_thickness_mm"],
-        thick_cv=p["ring_thickness_cv"],
-        arc_fraction=p["arc_fraction"],
-        arc_spread=0.35,
-        hu=p["ring_hu"],
-        hu_cv=0.3,
-        clustering=p["clustering"],
-        soft=_u(rng, 1.0, 1.6),
+        mx.RingLattice(
+            cell_mm=p["cell_factor"] * rr,
+            presence=p["ring_presence"],
+            radius_mm=rr,
+            radius_cv=p["ring_radius_cv"],
+            thick_mm=p["ring_thickness_mm"],
+            thick_cv=p["ring_thickness_cv"],
+            arc_fraction=p["arc_fraction"],
+            arc_spread=0.35,
+            hu=p["ring_hu"],
+            hu_cv=0.3,
+            clustering=p["clustering"],
+            soft=uniform(rng, 1.0, 1.6),
+        ),
     )
 
 
 def _cortex_fragments(scene, p, rng, R):
     """Residual islands of destroyed cortex floating at the margin of a destructive mass."""
     for _ in range(int(rng.integers(0, 4))):
-        c = np.array([_u(rng, -2, 2), _u(rng, -0.7, 0.7) * R, _u(rng, -0.8, 0.8) * R])
-        mx.nodule(scene, c, _u(rng, 0.8, 2.0), p["cortical_hu"] * _u(rng, 0.6, 0.9))
+        c = np.array(
+            [uniform(rng, -2, 2), uniform(rng, -0.7, 0.7) * R, uniform(rng, -0.8, 0.8) * R]
+        )
+        mx.nodule(
+            scene, c, radius_mm=uniform(rng, 0.8, 2.0), hu=p["cortical_hu"] * uniform(rng, 0.6, 0.9)
+        )
 
 
 # -- sunburst osteosarcoma -------------------------------------------------------------------------
 def sample_osteosarcoma_sunburst(rng, d):
-    size = _u(rng, 30, 100)
+    size = uniform(rng, 30, 100)
     return {
         "size_mm": size,
-        "mass_offset_hu": _u(rng, -5, 15),
+        "mass_offset_hu": uniform(rng, -5, 15),
         # Cloud-like osteoid densest at the centre (seed 000); difficulty fades the centre.
-        "matrix_peak_hu": _u(rng, 700, 1250) - 250 * d,
-        "matrix_extent": _u(rng, 0.18, 0.32),
+        "matrix_peak_hu": uniform(rng, 700, 1250) - 250 * d,
+        "matrix_extent": uniform(rng, 0.18, 0.32),
         # Spicules on a jittered grid over the cortex: spacing, share present, length, width.
-        "spicule_spacing_mm": _u(rng, 2.5, 4.5),
-        "spicule_density": _u(rng, 0.55, 0.95) * (1 - 0.4 * d),
-        "spicule_length_mm": _u(rng, 10, 28),
-        "spicule_width_mm": _u(rng, 1.0, 1.8),
-        "spicule_hu": _u(rng, 650, 1200) - 150 * d,
-        "bone_radius_mm": _u(rng, 10, 25),
-        "depth_mm": _u(rng, 0, 6),
-        "aspect": _u(rng, 0.55, 0.85),
+        "spicule_spacing_mm": uniform(rng, 2.5, 4.5),
+        "spicule_density": uniform(rng, 0.55, 0.95) * (1 - 0.4 * d),
+        "spicule_length_mm": uniform(rng, 10, 28),
+        "spicule_width_mm": uniform(rng, 1.0, 1.8),
+        "spicule_hu": uniform(rng, 650, 1200) - 150 * d,
+        "bone_radius_mm": uniform(rng, 10, 25),
+        "depth_mm": uniform(rng, 0, 6),
+        "aspect": uniform(rng, 0.55, 0.85),
     }
 
 
@@ -170,8 +176,8 @@ def paint_osteosarcoma_sunburst(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    b = an.bone(scene, p, -p["depth_mm"], p["bone_radius_mm"])
-    radii = np.array([R * p["aspect"], R * _u(rng, 0.75, 0.95), R])
+    b = an.bone(scene, p, gap_mm=-p["depth_mm"], radius_mm=p["bone_radius_mm"])
+    radii = np.array([R * p["aspect"], R * uniform(rng, 0.75, 0.95), R])
     off = np.array([0.35 * radii[0], 0.0, 0.0])
     fr = scene.frame(off, radius=R + 8.0)
     if fr is None:
@@ -229,21 +235,21 @@ def paint_osteosarcoma_sunburst(scene, p):
 
 # -- telangiectatic osteosarcoma -------------------------------------------------------------------
 def sample_osteosarcoma_telangiectatic(rng, d):
-    size = _u(rng, 30, 100)
+    size = uniform(rng, 30, 100)
     return {
         "size_mm": size,
         "n_cysts": int(rng.integers(2, 7)),
         # Blood-filled cysts: fluid-fluid levels with sedimented cells below (~60-80 HU).
         "fluid_level": int(rng.random() < 0.7),
-        "sediment_hu": _u(rng, 55, 85),
+        "sediment_hu": uniform(rng, 55, 85),
         # Seed 000: "moins de calcifications matricielles ... calcifications périphériques en
         # coquille d'oeuf": a thin incomplete peripheral shell.
-        "eggshell_mm": _u(rng, 0.7, 1.4),
-        "eggshell_hu": _u(rng, 300, 750),
-        "eggshell_coverage": _u(rng, 0.3, 0.8),
+        "eggshell_mm": uniform(rng, 0.7, 1.4),
+        "eggshell_hu": uniform(rng, 300, 750),
+        "eggshell_coverage": uniform(rng, 0.3, 0.8),
         "n_matrix_specks": int(rng.integers(0, 7)),
-        "bone_radius_mm": _u(rng, 14, 30),
-        "depth_mm": _u(rng, 0, 12),
+        "bone_radius_mm": uniform(rng, 14, 30),
+        "depth_mm": uniform(rng, 0, 12),
     }
 
 
@@ -253,8 +259,8 @@ def paint_osteosarcoma_telangiectatic(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, -p["depth_mm"], p["bone_radius_mm"])
-    radii = np.array([R * _u(rng, 0.55, 0.8), R * _u(rng, 0.7, 0.95), R])
+    an.bone(scene, p, gap_mm=-p["depth_mm"], radius_mm=p["bone_radius_mm"])
+    radii = np.array([R * uniform(rng, 0.55, 0.8), R * uniform(rng, 0.7, 0.95), R])
     f = scene.frame(radius=R + 6.0)
     if f is None:
         return
@@ -267,38 +273,45 @@ def paint_osteosarcoma_telangiectatic(scene, p):
     # The cysts' boxes differ from the mass's: read the mass boundary from a full-patch copy.
     d_full = np.full(scene.shape, 1e3, dtype=np.float32)
     d_full[f.sl] = d
-    centres = mx.points_in_ellipsoid(rng, p["n_cysts"], radii * 0.55, 0.6)
+    centres = mx.points_in_ellipsoid(rng, p["n_cysts"], radii * 0.55, regular=0.6)
     for c in centres:
-        r = float(np.min(radii)) * _u(rng, 0.35, 0.65)
+        r = float(np.min(radii)) * uniform(rng, 0.35, 0.65)
         fc = scene.frame(c, radius=r + 2.0)
         if fc is None:
             continue
         inside = scene.occupancy(sphere(fc, r) + 0.7) * scene.occupancy(fc.take(d_full) + 1.2)
         if p["fluid_level"]:
-            an.fluid_levels(scene, fc, inside, r * _u(rng, -0.6, 0.2), fluid, p["sediment_hu"])
+            an.fluid_levels(
+                scene,
+                fc,
+                inside,
+                level_mm=r * uniform(rng, -0.6, 0.2),
+                top_hu=fluid,
+                bottom_hu=p["sediment_hu"],
+            )
         else:
             scene.paint_occ(fc, inside, fluid + 15)
     scene.paint_occ(f, egg, p["eggshell_hu"], mode="max")
-    for c in mx.points_in_ellipsoid(rng, p["n_matrix_specks"], radii * 0.8, 0):
-        mx.popcorn(scene, c, _u(rng, 1.0, 2.5), _u(rng, 300, 700), rng)
+    for c in mx.points_in_ellipsoid(rng, p["n_matrix_specks"], radii * 0.8, regular=0):
+        mx.popcorn(scene, c, size_mm=uniform(rng, 1.0, 2.5), hu=uniform(rng, 300, 700), rng=rng)
 
 
 # -- chordoma --------------------------------------------------------------------------------------
 def sample_chordoma(rng, d):
-    size = _u(rng, 30, 80)
+    size = uniform(rng, 30, 80)
     return {
         "size_mm": size,
         # Myxoid (physaliferous) tumour: a little less dense than muscle.
-        "mass_offset_hu": _u(rng, -25, 0),
+        "mass_offset_hu": uniform(rng, -25, 0),
         "n_calcifications": int(rng.integers(12, 50)),
-        "calc_size_mm": _u(rng, 2.0, 4.5),
-        "calc_hu": _u(rng, 350, 950),
+        "calc_size_mm": uniform(rng, 2.0, 4.5),
+        "calc_hu": uniform(rng, 350, 950),
         # Heterogeneous distribution (seed 000: "distribution plus hétérogène").
-        "clustering": _u(rng, 1.5, 3.0) * (1 - 0.4 * d),
+        "clustering": uniform(rng, 1.5, 3.0) * (1 - 0.4 * d),
         "n_bone_fragments": int(rng.integers(1, 8)),
-        "local_fat_fraction": _u(rng, 0.25, 0.6),  # presacral / pelvic fat
-        "bone_radius_mm": _u(rng, 25, 40),
-        "depth_mm": _u(rng, 0, 15),
+        "local_fat_fraction": uniform(rng, 0.25, 0.6),  # presacral / pelvic fat
+        "bone_radius_mm": uniform(rng, 25, 40),
+        "depth_mm": uniform(rng, 0, 15),
     }
 
 
@@ -308,13 +321,13 @@ def paint_chordoma(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p, fat_fraction=p["local_fat_fraction"])
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, -p["depth_mm"], p["bone_radius_mm"])
-    radii = np.array([R * _u(rng, 0.6, 0.85), R * _u(rng, 0.75, 1.0), R])
+    an.bone(scene, p, gap_mm=-p["depth_mm"], radius_mm=p["bone_radius_mm"])
+    radii = np.array([R * uniform(rng, 0.6, 0.85), R * uniform(rng, 0.75, 1.0), R])
     fr, sdf = an.mass(
         scene,
         p,
-        radii,
-        p["muscle_hu"] + p["mass_offset_hu"],
+        radii=radii,
+        hu=p["muscle_hu"] + p["mass_offset_hu"],
         lobulation=4.0,
         scale=10.0,
         texture=7.0,
@@ -323,9 +336,19 @@ def paint_chordoma(scene, p):
     if fr is None:
         return
     # Septa between lobules: slightly denser thin walls.
-    mx.reticular(scene, fr, scene.occupancy(sdf + 2.0), 12.0, 0.8, p["muscle_hu"] + 15, 0.6)
+    mx.reticular(
+        scene,
+        fr,
+        scene.occupancy(sdf + 2.0),
+        scale_mm=12.0,
+        thickness_mm=0.8,
+        hu=p["muscle_hu"] + 15,
+        coverage=0.6,
+    )
     # Heterogeneous placement: accept candidate points with probability rising with a field.
-    cand = mx.points_in_ellipsoid(rng, 6 * p["n_calcifications"], np.minimum(radii * 0.9, 22.0), 0)
+    cand = mx.points_in_ellipsoid(
+        rng, 6 * p["n_calcifications"], np.minimum(radii * 0.9, 22.0), regular=0
+    )
     dens = scene.field(12.0)
     vox = _patch_index(scene, cand)
     w = np.exp(p["clustering"] * dens[tuple(vox.T)])
@@ -334,14 +357,18 @@ def paint_chordoma(scene, p):
     )
     for c in cand[pick]:
         mx.popcorn(
-            scene, c, p["calc_size_mm"] * _u(rng, 0.5, 1.5), p["calc_hu"] * _u(rng, 0.6, 1.2), rng
+            scene,
+            c,
+            size_mm=p["calc_size_mm"] * uniform(rng, 0.5, 1.5),
+            hu=p["calc_hu"] * uniform(rng, 0.6, 1.2),
+            rng=rng,
         )
-    for c in mx.points_in_ellipsoid(rng, p["n_bone_fragments"], radii * 0.8, 0):
-        r = _u(rng, 1.0, 3.0)
+    for c in mx.points_in_ellipsoid(rng, p["n_bone_fragments"], radii * 0.8, regular=0):
+        r = uniform(rng, 1.0, 3.0)
         fc = scene.frame(c, radius=r + 3.0)
         if fc is not None:
             irregular = sphere(fc, r) + 0.8 * fc.take(scene.field(3.0))
-            scene.paint(fc, irregular, p["trabecular_hu"] * _u(rng, 1.0, 2.0), mode="max")
+            scene.paint(fc, irregular, p["trabecular_hu"] * uniform(rng, 1.0, 2.0), mode="max")
 
 
 def _patch_index(scene, pts_scene) -> np.ndarray:
@@ -356,17 +383,17 @@ def _patch_index(scene, pts_scene) -> np.ndarray:
 
 # -- mixed metastasis ------------------------------------------------------------------------------
 def sample_mixed_metastasis(rng, d):
-    size = _u(rng, 10, 40)
+    size = uniform(rng, 10, 40)
     return {
         "size_mm": size,
-        "lytic_fraction": _u(rng, 0.3, 0.65),
-        "sclerotic_hu": _u(rng, 600, 1250),
-        "tumour_offset_hu": _u(rng, -10, 15),
-        "heterogeneity_mm": _u(rng, 3.0, 7.0),
-        "margin_softness": _u(rng, 1.5, 3.0),
+        "lytic_fraction": uniform(rng, 0.3, 0.65),
+        "sclerotic_hu": uniform(rng, 600, 1250),
+        "tumour_offset_hu": uniform(rng, -10, 15),
+        "heterogeneity_mm": uniform(rng, 3.0, 7.0),
+        "margin_softness": uniform(rng, 1.5, 3.0),
         "cortical_breach": int(rng.random() < 0.4),
-        "bone_radius_mm": max(_u(rng, 16, 32), 0.5 * size + 3),
-        "depth_mm": _u(rng, -4, 6),
+        "bone_radius_mm": max(uniform(rng, 16, 32), 0.5 * size + 3),
+        "depth_mm": uniform(rng, -4, 6),
     }
 
 
@@ -378,13 +405,13 @@ def paint_mixed_metastasis(scene, p):
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
     depth = p["depth_mm"] + (0.0 if p["cortical_breach"] else 3.0 + p["cortex_mm"])
-    b = an.bone(scene, p, -(R + depth), p["bone_radius_mm"])
+    b = an.bone(scene, p, gap_mm=-(R + depth), radius_mm=p["bone_radius_mm"])
     f = scene.frame(radius=R + 8.0)
     if f is None:
         return
-    region = ellipsoid(f, R, R * _u(rng, 0.75, 1.0), R * _u(rng, 0.8, 1.2)) + 0.15 * R * f.take(
-        scene.field(max(4.0, R))
-    )
+    region = ellipsoid(
+        f, R, R * uniform(rng, 0.75, 1.0), R * uniform(rng, 0.8, 1.2)
+    ) + 0.15 * R * f.take(scene.field(max(4.0, R)))
     if not p["cortical_breach"]:  # keep the lesion inside the medulla
         region = np.maximum(region, b.distance(f) - (b.radius - b.cortex))
     occ = scene.occupancy(region, soft=p["margin_softness"])
@@ -399,16 +426,16 @@ def paint_mixed_metastasis(scene, p):
 # -- malignant calcified pleural plaque ------------------------------------------------------------
 def sample_pleural_plaque_malignant(rng, d):
     return {
-        "size_mm": _u(rng, 20, 60),
-        "plaque_thickness_mm": _u(rng, 2.0, 7.0),
-        "irregularity": _u(rng, 0.5, 1.0),
-        "plaque_hu": _u(rng, 300, 850),
-        "effusion_mm": _u(rng, 8, 40),
-        "pleural_thickening_mm": _u(rng, 2, 8),
-        "rib_radius_mm": _u(rng, 5, 8),
-        "rib_offset_mm": _u(rng, 3, 10),
-        "rib_sclerosis": _u(rng, 0.2, 1.0),
-        "chest_wall_muscle_mm": _u(rng, 2, 10),  # then subcutaneous fat
+        "size_mm": uniform(rng, 20, 60),
+        "plaque_thickness_mm": uniform(rng, 2.0, 7.0),
+        "irregularity": uniform(rng, 0.5, 1.0),
+        "plaque_hu": uniform(rng, 300, 850),
+        "effusion_mm": uniform(rng, 8, 40),
+        "pleural_thickening_mm": uniform(rng, 2, 8),
+        "rib_radius_mm": uniform(rng, 5, 8),
+        "rib_offset_mm": uniform(rng, 3, 10),
+        "rib_sclerosis": uniform(rng, 0.2, 1.0),
+        "chest_wall_muscle_mm": uniform(rng, 2, 10),  # then subcutaneous fat
     }
 
 
@@ -427,7 +454,7 @@ def paint_pleural_plaque_malignant(scene, p):
     # Thickened nodular pleura; the plaque lies within it.
     t = p["pleural_thickening_mm"] * (1 + 0.5 * bump)
     extent = 0.5 * p["size_mm"]
-    ecc = _u(rng, 0.6, 1.0)
+    ecc = uniform(rng, 0.6, 1.0)
     lat = np.sqrt((fr.b / ecc) ** 2 + fr.c**2)
     footprint = lat - extent * (1 + 0.3 * scene.field(8.0))
     scene.paint(
@@ -441,7 +468,7 @@ def paint_pleural_plaque_malignant(scene, p):
     # Rib just outside the pleura, running along w, partly invaded.
     rr = p["rib_radius_mm"]
     ua = -(p["rib_offset_mm"] + rr)
-    dist = np.sqrt((u - ua) ** 2 + (fr.b - _u(rng, -10, 10)) ** 2)
+    dist = np.sqrt((u - ua) ** 2 + (fr.b - uniform(rng, -10, 10)) ** 2)
     scene.paint(fr, dist - rr, p["cortical_hu"] * 0.9)
     marrow = p["trabecular_hu"] + an.trabecular_texture(scene, p)
     inv = an.smooth_step(scene.field(4.0) + p["rib_sclerosis"] - 0.5, 0.7)
@@ -449,22 +476,25 @@ def paint_pleural_plaque_malignant(scene, p):
     scene.paint(fr, dist - rr + min(p["cortex_mm"], 0.35 * rr), marrow)
     # Subcutaneous fat outside the chest-wall muscles (u below that depth).
     an.fat_layer(
-        scene, p, p["rib_offset_mm"] + 2 * rr + p["chest_wall_muscle_mm"], normal=(-1.0, 0.0, 0.0)
+        scene,
+        p,
+        offset_mm=p["rib_offset_mm"] + 2 * rr + p["chest_wall_muscle_mm"],
+        normal=(-1.0, 0.0, 0.0),
     )
 
 
 # -- nodular-sclerosis Hodgkin lymphoma ------------------------------------------------------------
 def sample_hodgkin_reticular(rng, d):
     return {
-        "size_mm": _u(rng, 20, 50),
-        "mass_offset_hu": _u(rng, 0, 20),  # fibrotic: as dense as muscle or a little more
-        "line_thickness_mm": _u(rng, 0.9, 1.6),
-        "network_scale_mm": _u(rng, 5, 11),
-        "calc_hu": _u(rng, 300, 750),
-        "coverage": _u(rng, 0.4, 0.8),
-        "local_fat_fraction": _u(rng, 0.45, 0.85),  # mediastinal fat
-        "rib_gap_mm": _u(rng, 2, 25),
-        "rib_radius_mm": _u(rng, 5, 8),
+        "size_mm": uniform(rng, 20, 50),
+        "mass_offset_hu": uniform(rng, 0, 20),  # fibrotic: as dense as muscle or a little more
+        "line_thickness_mm": uniform(rng, 0.9, 1.6),
+        "network_scale_mm": uniform(rng, 5, 11),
+        "calc_hu": uniform(rng, 300, 750),
+        "coverage": uniform(rng, 0.4, 0.8),
+        "local_fat_fraction": uniform(rng, 0.45, 0.85),  # mediastinal fat
+        "rib_gap_mm": uniform(rng, 2, 25),
+        "rib_radius_mm": uniform(rng, 5, 8),
     }
 
 
@@ -474,13 +504,19 @@ def paint_hodgkin_reticular(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p, fat_fraction=p["local_fat_fraction"])
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, R + p["rib_gap_mm"], p["rib_radius_mm"], marrow_hu=p["trabecular_hu"] + 150)
-    radii = (R * _u(rng, 0.6, 0.9), R * _u(rng, 0.75, 1.0), R)
+    an.bone(
+        scene,
+        p,
+        gap_mm=R + p["rib_gap_mm"],
+        radius_mm=p["rib_radius_mm"],
+        marrow_hu=p["trabecular_hu"] + 150,
+    )
+    radii = (R * uniform(rng, 0.6, 0.9), R * uniform(rng, 0.75, 1.0), R)
     fr, sdf = an.mass(
         scene,
         p,
-        radii,
-        p["muscle_hu"] + p["mass_offset_hu"],
+        radii=radii,
+        hu=p["muscle_hu"] + p["mass_offset_hu"],
         lobulation=3.0,
         scale=9.0,
         texture=6.0,
@@ -491,24 +527,24 @@ def paint_hodgkin_reticular(scene, p):
         scene,
         fr,
         scene.occupancy(sdf + 1.0),
-        p["network_scale_mm"],
-        p["line_thickness_mm"],
-        p["calc_hu"],
-        p["coverage"],
+        scale_mm=p["network_scale_mm"],
+        thickness_mm=p["line_thickness_mm"],
+        hu=p["calc_hu"],
+        coverage=p["coverage"],
     )
 
 
 # -- dystrophic calcification of tumour necrosis ---------------------------------------------------
 def sample_tumour_necrosis_dystrophic(rng, d):
     return {
-        "size_mm": _u(rng, 10, 50),
-        "mass_offset_hu": _u(rng, -10, 10),
-        "necrosis_fraction": _u(rng, 0.3, 0.65),
+        "size_mm": uniform(rng, 10, 50),
+        "mass_offset_hu": uniform(rng, -10, 10),
+        "necrosis_fraction": uniform(rng, 0.3, 0.65),
         "n_blobs": int(rng.integers(3, 10)),
-        "blob_size_mm": _u(rng, 3.0, 7.0),
-        "calc_hu": _u(rng, 300, 800),
-        "eccentricity": _u(rng, 0.3, 0.65),
-        "bone_gap_mm": _u(rng, 2, 40),
+        "blob_size_mm": uniform(rng, 3.0, 7.0),
+        "calc_hu": uniform(rng, 300, 800),
+        "eccentricity": uniform(rng, 0.3, 0.65),
+        "bone_gap_mm": uniform(rng, 2, 40),
     }
 
 
@@ -518,13 +554,13 @@ def paint_tumour_necrosis_dystrophic(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, R + p["bone_gap_mm"], _u(rng, 15, 30))
-    radii = np.array([R * _u(rng, 0.7, 0.95), R * _u(rng, 0.75, 1.0), R])
+    an.bone(scene, p, gap_mm=R + p["bone_gap_mm"], radius_mm=uniform(rng, 15, 30))
+    radii = np.array([R * uniform(rng, 0.7, 0.95), R * uniform(rng, 0.75, 1.0), R])
     fr, sdf = an.mass(
         scene,
         p,
-        radii,
-        p["muscle_hu"] + p["mass_offset_hu"],
+        radii=radii,
+        hu=p["muscle_hu"] + p["mass_offset_hu"],
         lobulation=2.5,
         scale=9.0,
         texture=6.0,
@@ -537,12 +573,12 @@ def paint_tumour_necrosis_dystrophic(scene, p):
     hub = random_unit(rng) * p["eccentricity"] * radii
     for _ in range(p["n_blobs"]):
         c = hub + rng.standard_normal(3) * 0.18 * R
-        r = 0.5 * p["blob_size_mm"] * _u(rng, 0.5, 1.4)
+        r = 0.5 * p["blob_size_mm"] * uniform(rng, 0.5, 1.4)
         fc = scene.frame(c, radius=r + 4.0)
         if fc is None:
             continue
         blob = sphere(fc, r) + 0.6 * r * fc.take(scene.field(2.5))
-        scene.paint(fc, blob, p["calc_hu"] * _u(rng, 0.6, 1.2), soft=2.0, mode="max")
+        scene.paint(fc, blob, p["calc_hu"] * uniform(rng, 0.6, 1.2), soft=2.0, mode="max")
 
 
 MALIGNANT = {

@@ -8,6 +8,8 @@ parameters (abundance, regularity, clustering), so the motif itself never gives 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -15,7 +17,7 @@ from calcinet.data.phantom.anatomy import smooth_step
 from calcinet.data.phantom.shapes import F32, Frame, Scene, basis, capsule, random_basis, sphere
 
 
-def points_in_ellipsoid(rng, n: int, radii, regular: float) -> np.ndarray:
+def points_in_ellipsoid(rng, n: int, radii, *, regular: float) -> np.ndarray:
     """n points (scene mm) inside an ellipsoid. `regular` in [0, 1]: 1 = a jittered lattice (evenly
     spread, "organised"), 0 = independent uniform draws (clumps and voids)."""
     radii = np.asarray(radii, dtype=np.float64)
@@ -44,7 +46,7 @@ def points_in_ellipsoid(rng, n: int, radii, regular: float) -> np.ndarray:
 def clustered_points(rng, n: int, radii, n_clusters: int, spread: float) -> np.ndarray:
     """n points gathered around a few cluster centres inside an ellipsoid (anarchic, eccentric)."""
     radii = np.asarray(radii, dtype=np.float64)
-    centres = points_in_ellipsoid(rng, max(1, n_clusters), radii * 0.75, 0.0)
+    centres = points_in_ellipsoid(rng, max(1, n_clusters), radii * 0.75, regular=0.0)
     idx = rng.integers(0, len(centres), size=n)
     pts = centres[idx] + rng.standard_normal((n, 3)) * spread * radii
     # Fold back what falls outside the ellipsoid.
@@ -52,19 +54,21 @@ def clustered_points(rng, n: int, radii, n_clusters: int, spread: float) -> np.n
     return np.where(q > 1.0, pts / q * 0.95, pts)
 
 
-def grain(scene: Scene, centre, direction, length: float, width: float, hu: float, rng) -> None:
-    """A rice-grain calcification: a capsule of the given length and width."""
-    r = 0.5 * width
-    half = max(0.5 * length - r, 0.0)
+def grain(
+    scene: Scene, centre, *, direction, length_mm: float, width_mm: float, hu: float, rng
+) -> None:
+    """A rice-grain calcification: a capsule of the given length and width (mm)."""
+    r = 0.5 * width_mm
+    half = max(0.5 * length_mm - r, 0.0)
     fr = scene.frame(centre, basis(direction, rng), radius=half + r + 2.0 * scene.pv)
     if fr is not None:
         scene.paint(fr, capsule(fr, half, r), hu, mode="max")
 
 
-def popcorn(scene: Scene, centre, size: float, hu: float, rng, soft: float = 1.0) -> None:
-    """A punctate "popcorn" calcification: two or three merged small spheres."""
+def popcorn(scene: Scene, centre, *, size_mm: float, hu: float, rng, soft: float = 1.0) -> None:
+    """A punctate "popcorn" calcification: one to three merged small spheres, `size_mm` across."""
     k = int(rng.integers(1, 4))
-    r = 0.5 * size
+    r = 0.5 * size_mm
     fr = scene.frame(centre, radius=2.0 * r + 2.0 * scene.pv)
     if fr is None:
         return
@@ -81,46 +85,62 @@ def reticular(
     scene: Scene,
     fr: Frame,
     inside: np.ndarray,
-    scale: float,
-    thick: float,
+    *,
+    scale_mm: float,
+    thickness_mm: float,
     hu: float,
     coverage: float,
 ) -> None:
-    """A network of thin calcified sheets (the zero set of a random field, which slices show as
-    lines and a reticulum) inside the occupancy `inside`; `coverage` keeps part of it."""
-    f = fr.take(scene.field(scale))
+    """A network of thin calcified sheets (the zero set of a random field of correlation length
+    `scale_mm`, which slices show as lines and a reticulum) inside the occupancy `inside`;
+    `coverage` keeps part of it."""
+    f = fr.take(scene.field(scale_mm))
     # |f| / |grad f| approximates the distance to the zero set; |grad f| ~ 2.2 / scale here.
-    sdf = np.abs(f) * (scale / 2.2) - 0.5 * thick
-    keep = smooth_step(fr.take(scene.field(1.7 * scale)) + 1.2 * (coverage - 0.5) * 2, 0.6)
+    sdf = np.abs(f) * (scale_mm / 2.2) - 0.5 * thickness_mm
+    keep = smooth_step(fr.take(scene.field(1.7 * scale_mm)) + 1.2 * (coverage - 0.5) * 2, 0.6)
     occ = scene.occupancy(sdf) * keep * inside
     scene.paint_occ(fr, occ, hu, mode="max")
 
 
-def nodule(scene: Scene, centre, r: float, hu: float, soft: float = 1.0) -> None:
-    fr = scene.frame(centre, radius=r + 2.0 * scene.pv * soft)
+def nodule(scene: Scene, centre, *, radius_mm: float, hu: float, soft: float = 1.0) -> None:
+    """A round calcified nodule (a sphere of `radius_mm`)."""
+    fr = scene.frame(centre, radius=radius_mm + 2.0 * scene.pv * soft)
     if fr is not None:
-        scene.paint(fr, sphere(fr, r), hu, soft=soft, mode="max")
+        scene.paint(fr, sphere(fr, radius_mm), hu, soft=soft, mode="max")
 
 
-def ring_lattice(
-    scene: Scene,
-    fr: Frame,
-    inside: np.ndarray,
-    rng,
-    *,
-    cell_mm: float,
-    presence: float,
-    radius_mm: float,
-    radius_cv: float,
-    thick_mm: float,
-    thick_cv: float,
-    arc_fraction: float,
-    arc_spread: float,
-    hu: float,
-    hu_cv: float,
-    clustering: float = 0.0,
-    soft: float = 1.0,
-) -> None:
+@dataclass(frozen=True)
+class RingLattice:
+    """How chondroid rings-and-arcs fill a lesion (:func:`ring_lattice`). Lengths in mm, HU in
+    Hounsfield units; each `_cv` is the relative spread of its quantity from ring to ring.
+
+    Attributes:
+        cell_mm: lattice cell side: at most one ring per cell.
+        presence: expected share of the cells holding a ring (abundance).
+        radius_mm, radius_cv: ring (lobule margin) radius and its log-normal spread.
+        thick_mm, thick_cv: shell thickness and its spread.
+        arc_fraction, arc_spread: share of each sphere kept as a cap (1: whole shell, small: a
+            short arc) and its uniform spread.
+        hu, hu_cv: mineral density and its spread.
+        clustering: 0: presence independent from cell to cell; higher: clumps and voids.
+        soft: margin softness (partial-volume width factor).
+    """
+
+    cell_mm: float
+    presence: float
+    radius_mm: float
+    radius_cv: float
+    thick_mm: float
+    thick_cv: float
+    arc_fraction: float
+    arc_spread: float
+    hu: float
+    hu_cv: float
+    clustering: float = 0.0
+    soft: float = 1.0
+
+
+def ring_lattice(scene: Scene, fr: Frame, inside: np.ndarray, rng, rings: RingLattice) -> None:
     """Chondroid rings-and-arcs filling a lesion. A ring is the mineralised margin of a cartilage
     lobule: a thin spherical shell of which only a cap (`arc_fraction` of the sphere) is kept, so
     slices through it show a full ring, an arc or a dot, as on CT. Rings are seeded on two
@@ -130,53 +150,25 @@ def ring_lattice(
 
     Evaluated for the whole lesion in one vectorised pass per lattice, so the cost does not grow
     with the number of rings. `fr` is a scene-aligned frame; `inside` the lesion's occupancy."""
-    g = float(cell_mm)
     M = random_basis(rng).astype(F32)  # lattice orientation within the scene
     a0, b0, c0 = fr.a + F32(fr.origin[0]), fr.b + F32(fr.origin[1]), fr.c + F32(fr.origin[2])
     coords = [M[0, k] * a0 + M[1, k] * b0 + M[2, k] * c0 for k in range(3)]
     for shift in (0.0, 0.5):
-        _lattice_pass(
-            scene,
-            fr,
-            inside,
-            rng,
-            coords,
-            g,
-            shift,
-            presence,
-            radius_mm,
-            radius_cv,
-            thick_mm,
-            thick_cv,
-            arc_fraction,
-            arc_spread,
-            hu,
-            hu_cv,
-            clustering,
-            soft,
-        )
+        _lattice_pass(scene, fr, inside, rng, coords, shift, rings)
 
 
 def _lattice_pass(
-    scene,
-    fr,
-    inside,
+    scene: Scene,
+    fr: Frame,
+    inside: np.ndarray,
     rng,
-    coords,
-    g,
-    shift,
-    presence,
-    radius_mm,
-    radius_cv,
-    thick_mm,
-    thick_cv,
-    arc_fraction,
-    arc_spread,
-    hu,
-    hu_cv,
-    clustering,
-    soft,
-):
+    coords: list[np.ndarray],
+    shift: float,
+    rings: RingLattice,
+) -> None:
+    """One of the two interleaved lattices: `coords` are the frame's voxel coordinates in the
+    lattice's rotated axes (mm), `shift` its offset in cells (0 or 0.5)."""
+    g = float(rings.cell_mm)
     idx, lo = [], []
     for q in coords:
         i = np.floor(q * (1.0 / g) - shift).astype(np.int32)
@@ -186,8 +178,8 @@ def _lattice_pass(
     shape = tuple(int(i.max()) + 1 for i in idx)
     n = int(np.prod(shape))
     pv = scene.pv
-    t = np.clip(thick_mm * (1 + thick_cv * rng.standard_normal(n)), 0.5, 0.25 * g)
-    r = radius_mm * np.exp(radius_cv * rng.standard_normal(n))
+    t = np.clip(rings.thick_mm * (1 + rings.thick_cv * rng.standard_normal(n)), 0.5, 0.25 * g)
+    r = rings.radius_mm * np.exp(rings.radius_cv * rng.standard_normal(n))
     r = np.clip(r, 0.8, 0.5 * g - 0.5 * t - 0.5 * pv)
     slack = np.clip(0.5 * g - r - 0.5 * t, 0.0, None)
     axes = [np.arange(s) + lo[k] + 0.5 + shift for k, s in enumerate(shape)]
@@ -195,15 +187,15 @@ def _lattice_pass(
     centre = (grid + rng.uniform(-1, 1, (n, 3)) * slack[:, None]).astype(F32)
     normal = rng.standard_normal((n, 3))
     normal = (normal / np.linalg.norm(normal, axis=1, keepdims=True)).astype(F32)
-    arc = np.clip(arc_fraction + arc_spread * rng.uniform(-1, 1, n), 0.08, 1.0)
-    level = np.full(n, 0.5 * presence)  # two lattices share the abundance
-    if clustering > 0:
+    arc = np.clip(rings.arc_fraction + rings.arc_spread * rng.uniform(-1, 1, n), 0.08, 1.0)
+    level = np.full(n, 0.5 * rings.presence)  # two lattices share the abundance
+    if rings.clustering > 0:
         # Presence follows a field smoothed over neighbouring cells: clumps and voids.
         z = gaussian_filter(rng.standard_normal(shape), 1.0, mode="wrap").reshape(n)
         z = (z - z.mean()) / (z.std() + 1e-9)
-        level = np.clip(level * np.exp(clustering * z - 0.5 * clustering**2), 0, 1)
+        level = np.clip(level * np.exp(rings.clustering * z - 0.5 * rings.clustering**2), 0, 1)
     on = rng.random(n) < level
-    val = (hu * (1 + hu_cv * rng.standard_normal(n))).astype(F32)
+    val = (rings.hu * (1 + rings.hu_cv * rng.standard_normal(n))).astype(F32)
 
     # Only voxels of cells that hold a ring, inside the lesion, are evaluated (sparse for the
     # high-grade pattern): gather their per-cell parameters once, compute, scatter back.
@@ -223,7 +215,7 @@ def _lattice_pass(
     proj = da * table[:, 3] + db * table[:, 4] + dc * table[:, 5]
     sdf = np.maximum(sdf, table[:, 8] * d - proj)
     occ = np.zeros(inside.size, F32)
-    occ[sel] = scene.occupancy(sdf, soft) * inside.ravel()[sel]
+    occ[sel] = scene.occupancy(sdf, rings.soft) * inside.ravel()[sel]
     value = np.zeros(inside.size, F32)
     value[sel] = table[:, 9]
     scene.paint_occ(fr, occ.reshape(inside.shape), value.reshape(inside.shape), mode="max")
