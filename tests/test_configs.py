@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from calcinet.cli import CONFIG_DIR
 from calcinet.config import validate_train_config
+from calcinet.training.run import lightning_trainer_config
 from tests.helpers import compose_config
 
 CONF = Path(CONFIG_DIR)
@@ -95,10 +96,12 @@ def test_debug_runs_have_their_own_experiment(debug: str, tmp_path: Path) -> Non
 def test_overfit_and_profile_debug_configs_reach_the_trainer(tmp_path: Path) -> None:
     overfit = compose_config("train", ["debug=overfit"], run_dir=tmp_path)
     assert overfit.data.augment is None and overfit.callbacks.early_stopping is None
-    trainer = instantiate(overfit.trainer, logger=False, enable_checkpointing=False)
+    trainer = instantiate(lightning_trainer_config(overfit), logger=False,
+                          enable_checkpointing=False)
     assert trainer.overfit_batches == 2
     profile = compose_config("train", ["debug=profile"], run_dir=tmp_path)
-    trainer = instantiate(profile.trainer, logger=False, enable_checkpointing=False)
+    trainer = instantiate(lightning_trainer_config(profile), logger=False,
+                          enable_checkpointing=False)
     assert type(trainer.profiler).__name__ == "SimpleProfiler"
     assert Path(trainer.profiler.dirpath) == tmp_path
 
@@ -106,7 +109,7 @@ def test_overfit_and_profile_debug_configs_reach_the_trainer(tmp_path: Path) -> 
 def test_trainer_and_callbacks_instantiate(tmp_path: Path) -> None:
     cfg = compose_config("train", ["debug=smoke"], run_dir=tmp_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    trainer = instantiate(lightning_trainer_config(cfg), callbacks=callbacks, logger=False)
     assert trainer.max_epochs == 2
     names = {type(c).__name__ for c in trainer.callbacks}
     assert {"ModelCheckpoint", "TQDMProgressBar"} <= names

@@ -84,6 +84,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 
     _require(cfg, "seed", lambda v: v is None or _is_int(v), "an integer or null")
     _require(cfg, "trainer.max_epochs", lambda v: _is_int(v) and v > 0, "a positive integer")
+    _require(cfg, "trainer.compile", lambda v: v is None or isinstance(v, bool), "true or false")
     _require(cfg, "data.batch_size", lambda v: _is_int(v) and v > 0, "a positive integer")
     _require(cfg, "data.num_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
     patch = _require(

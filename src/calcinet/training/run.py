@@ -95,6 +95,10 @@ def build(cfg: DictConfig, parent_key: str | None = None, callbacks: Sequence[Ca
     datamodule: CalciDataModule = instantiate(cfg.data)
     check_training_splits(datamodule)
     module = instantiate(cfg.model, loss=loss_options(cfg, datamodule))
+    if cfg.trainer.get("compile"):
+        # In place (nn.Module.compile): the state dict keeps its keys, so checkpoints, resume
+        # and export see the plain network.
+        module.network.compile()
     mlflow = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     recorder = None
     if mlflow is not None and rank_zero_only.rank == 0:
@@ -102,9 +106,21 @@ def build(cfg: DictConfig, parent_key: str | None = None, callbacks: Sequence[Ca
     everything = [*instantiate_all(cfg.get("callbacks")), *callbacks,
                   SigtermFlagOnly(),  # SIGTERM under DDP without a collective in the handler
                   *([recorder] if recorder else [])]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=everything, logger=loggers,
+    trainer: L.Trainer = instantiate(lightning_trainer_config(cfg), callbacks=everything,
+                                     logger=loggers,
                                      **{**_trainer_overrides(cfg), **trainer_options})
     return Parts(cfg, output_dir, checkpoints, datamodule, module, trainer, recorder, ckpt_path)
+
+
+#: Keys of ``cfg.trainer`` that calcinet applies itself (not Lightning ``Trainer`` arguments).
+CALCINET_TRAINER_KEYS = ("compile",)
+
+
+def lightning_trainer_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.trainer`` (resolved) without calcinet's own keys: what ``instantiate`` turns into a
+    Lightning Trainer."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return {key: value for key, value in trainer.items() if key not in CALCINET_TRAINER_KEYS}
 
 
 def train(cfg: DictConfig, parent_key: str | None = None) -> dict[str, float]:
