@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,100 @@ def test_batched_and_monai_forms_draw_the_same_distribution() -> None:
         a, b = np.round(per_sample[:, column], 4), np.round(per_batch[:, column], 4)
         assert ks_2samp(a, b).pvalue > 0.01, column
         assert a.mean() == pytest.approx(b.mean(), abs=0.01)
+
+
+def test_intensity_scale_and_offset_stay_within_their_ranges() -> None:
+    torch.manual_seed(6)
+    images = torch.full((3000, 1, 2, 2, 2), 0.5)
+    scaled = BatchAugment(WINDOW, **{**NONE, "intensity_prob": 1.0, "intensity_scale": 0.05,
+                                     "intensity_offset_hu": 0.0})(images)[:, 0, 0, 0, 0] / 0.5
+    assert scaled.min() >= 0.95 - 1e-6 and scaled.max() <= 1.05 + 1e-6
+    assert scaled.std().item() == pytest.approx(0.1 / math.sqrt(12), rel=0.05)  # U(0.95, 1.05)
+    shifted = BatchAugment(WINDOW, **{**NONE, "intensity_prob": 0.5, "intensity_scale": 0.0,
+                                      "intensity_offset_hu": 30.0})(images)[:, 0, 0, 0, 0]
+    hu = (shifted - 0.5) * (WINDOW[1] - WINDOW[0])
+    assert hu.abs().max() <= 30.0 + 1e-3
+    assert (hu != 0).float().mean().item() == pytest.approx(0.5, abs=0.03)
+
+
+def test_resolution_loss_is_monais_blur_and_low_resolution_resampling() -> None:
+    """The two steps, each forced on one sample, against MONAI's own transforms with the same
+    draws: GaussianSmooth with the drawn sigmas, then RandSimulateLowResolution's resampling."""
+    from monai.transforms import GaussianSmooth, Resize
+
+    images = torch.rand(1, 1, 14, 14, 10, generator=torch.Generator().manual_seed(7))
+    augment = BatchAugment(WINDOW, **{**NONE, "resolution_prob": 1.0})
+    torch.manual_seed(8)
+    out = augment(images)
+    torch.manual_seed(8)
+    # The draws before it: flips, turn, its angle, affine and the two intensity decisions.
+    torch.rand(1, 3), torch.rand(1), torch.randint(1, 4, (1,)), torch.rand(1)
+    torch.rand(1), torch.rand(1)
+    assert torch.rand(1).item() < 1.0  # blur chosen
+    sigma = (torch.full((1, 3), 0.25) + torch.rand(1, 3) * (torch.tensor([0.5, 0.5, 1.5])
+                                                             - 0.25))[0].tolist()
+    torch.rand(1)  # low resolution chosen
+    zoom = 0.6 + torch.rand(1).item() * 0.4
+    blurred = GaussianSmooth(sigma=sigma)(images[0])
+    coarse = [max(1, int(round(n * zoom))) for n in images.shape[2:]]
+    down = Resize(coarse, mode="nearest")(blurred)
+    expected = Resize(list(images.shape[2:]), mode="trilinear", align_corners=False)(down)
+    torch.testing.assert_close(out[0], torch.as_tensor(expected), atol=1e-6, rtol=0)
+
+
+def test_texture_noise_has_the_drawn_spread_and_a_correlated_texture() -> None:
+    torch.manual_seed(9)
+    images = torch.zeros(300, 1, 24, 24, 24)
+    out = BatchAugment(WINDOW, **{**NONE, "texture_noise_prob": 1.0, "texture_noise_std_hu": 20.0,
+                                  "texture_noise_sigma": 1.0})(images)
+    inner = out[:, 0, 6:-6, 6:-6, 6:-6]  # away from the filter's zero padding
+    spread = inner.flatten(1).std(dim=1) * (WINDOW[1] - WINDOW[0])
+    assert spread.max() <= 20.0 * 1.1
+    assert spread.mean().item() == pytest.approx(10.0, rel=0.1)  # uniform on [0, 20] HU
+    # Gaussian-smoothed white noise: neighbours correlate as exp(-d^2 / (4 sigma^2)) = 0.78.
+    a, b = inner[:, :-1].flatten(), inner[:, 1:].flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1].item() == pytest.approx(math.exp(-0.25),
+                                                                             abs=0.03)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("resolution_zoom", 0.0, r"resolution_zoom=0.0: expected a zoom in \(0, 1\]"),
+    ("resolution_sigma_z", 0.1, r"resolution_sigma_z=0.1: expected a sigma >= 0.25 voxels"),
+    ("texture_noise_sigma", 0.0, r"texture_noise_sigma=0.0: expected a sigma > 0 voxels"),
+    ("intensity_prob", 2.0, r"intensity_prob=2.0: expected a probability in \[0, 1\]"),
+])
+def test_bad_scanner_shift_options_are_named(key: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        augment_options({key: value})
+
+
+def test_batched_and_monai_scanner_shifts_draw_the_same_distribution() -> None:
+    """As above, with every scanner-shift transform on half the time and the geometric ones
+    off: intensity, blur, coarse resampling, white and textured noise."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+    from scipy.stats import ks_2samp
+
+    from calcinet.data.augment import augment_transforms
+
+    options = {**NONE, "intensity_prob": 0.5, "resolution_prob": 0.5, "noise_prob": 0.5,
+               "texture_noise_prob": 0.5}
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 12)] * 3, indexing="ij"))
+    image = (0.5 + 0.3 * torch.tanh(3 * grid[0] + grid[1] - 2 * grid[2]))[None].float()
+
+    def stats(out: torch.Tensor) -> list[float]:
+        roughness = [out.diff(n=2, dim=axis).abs().mean().item() for axis in (1, 2, 3)]
+        return [(out - image).abs().mean().item(), out.mean().item(), out.std().item(),
+                *roughness]
+
+    monai = Compose(augment_transforms(WINDOW, **options))
+    monai.set_random_state(0)
+    per_sample = np.array([
+        stats(torch.as_tensor(monai({"image": MetaTensor(image.clone())})["image"]))
+        for _ in range(1000)])
+    torch.manual_seed(0)
+    batched = BatchAugment(WINDOW, **options)(image[None].repeat(1000, 1, 1, 1, 1))
+    per_batch = np.array([stats(out) for out in batched])
+    for column in range(per_sample.shape[1]):
+        a, b = np.round(per_sample[:, column], 4), np.round(per_batch[:, column], 4)
+        assert ks_2samp(a, b).pvalue > 0.01, column
