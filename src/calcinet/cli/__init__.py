@@ -225,8 +225,22 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **kwar
                         default=argparse.SUPPRESS, **kwargs)
 
 
-def hydra_command(config_name: str) -> Callable[[Callable[..., Any]], Callable[[], Any]]:
-    """Make ``task(cfg)`` a Hydra console command on ``conf/<config_name>.yaml``.
+def _lightning_logs_to_root() -> None:
+    """``import lightning`` puts its own ``INFO: ...`` stderr handler on the ``lightning`` logger,
+    whose records also propagate to the root: drop that handler so that Lightning's messages
+    reach the terminal once, through the run's handlers, and the run's log file."""
+    import lightning  # noqa: F401 - imported for its side effect on the logger
+
+    lightning_log = logging.getLogger("lightning")
+    for handler in list(lightning_log.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_log.removeHandler(handler)
+
+
+def hydra_command(config_name: str, lightning: bool = False
+                  ) -> Callable[[Callable[..., Any]], Callable[[], Any]]:
+    """Make ``task(cfg)`` a Hydra console command on ``conf/<config_name>.yaml``; ``lightning``:
+    the task uses Lightning, whose messages are routed into the run's report (and log file).
 
     Errors Hydra raises before ``task`` starts (an override that does not parse, an unknown key
     or group option) end with one ``calcinet: error:`` line and exit status 2, as calcinet's own
@@ -245,6 +259,9 @@ def hydra_command(config_name: str) -> Callable[[Callable[..., Any]], Callable[[
             nonlocal started
             started = True
             set_quiet(bool(cfg.get("quiet", False)))
+            logging.captureWarnings(True)  # Python warnings reach the log file too
+            if lightning:
+                _lightning_logs_to_root()
             return task(cfg)
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR,

@@ -14,7 +14,7 @@ from calcinet.cli.train import with_exit_statuses
 from calcinet.runtime import tune_malloc
 
 
-@hydra_command("train")
+@hydra_command("train", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Cross-validate; returns the mean best score over the folds."""
     tune_malloc()

@@ -9,7 +9,7 @@ from calcinet.cli import fail, hydra_command, user_error
 from calcinet.runtime import tune_malloc
 
 
-@hydra_command("evaluate")
+@hydra_command("evaluate", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Evaluate; returns the AUROC (the value a Hydra sweeper would read)."""
     tune_malloc()

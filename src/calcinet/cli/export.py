@@ -10,7 +10,7 @@ from calcinet.cli import fail, hydra_command, log
 from calcinet.runtime import tune_malloc
 
 
-@hydra_command("export")
+@hydra_command("export", lightning=True)
 def main(cfg: DictConfig) -> None:
     tune_malloc()
     if not cfg.ckpt_path:

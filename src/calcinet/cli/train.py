@@ -51,7 +51,7 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra_command("train")
+@hydra_command("train", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best score of ``monitor.metric`` (what a Hydra sweeper optimises)."""
     tune_malloc()

@@ -227,7 +227,10 @@ def predict_loader(
         rows["probability_tta"] = []
     metadata: dict[str, list[Any]] = {}
     seen = 0
-    for batch in loader:
+    from calcinet.progress import bar
+
+    for batch in bar(loader, desc="score", unit="batch",
+                     total=len(loader) if hasattr(loader, "__len__") else None):
         image, label = batch["image"], batch["label"]
         size = int(image.shape[0])
         rows["label"] += torch.as_tensor(label).reshape(-1).long().tolist()
