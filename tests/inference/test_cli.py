@@ -27,11 +27,11 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
     done = run_cli(
         [
             "calcinet-predict",
-            "--model",
+            "--model-path",
             str(tiny_export.torchscript),
             str(data / "images"),
             str(corrupt),
-            "--out",
+            "--output-path",
             str(out),
             "--batch-size",
             "3",
@@ -60,7 +60,8 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         assert row["warning"] == ""  # phantom patches, like the training data: nothing to say
 
     done = run_cli(
-        ["calcinet-predict", "--model", str(tiny_export.torchscript), str(data / "manifest.csv")],
+        ["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+         str(data / "manifest.csv")],
         cwd=tmp_path,
         timeout=300,
     )
@@ -72,9 +73,9 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
 
 def test_bad_model_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "model.ts"
-    done = run_cli(["calcinet-predict", "--model", str(missing), "scan.nii.gz"], cwd=tmp_path)
+    done = run_cli(["calcinet-predict", "--model-path", str(missing), "scan.nii.gz"], cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"calcinet: error: --model {missing}: no such file; expected "
+        f"calcinet: error: --model-path {missing}: no such file; expected "
         "a .ts or .pt2 file written by calcinet-export"
     )

@@ -179,6 +179,9 @@ def setup_tool_logging(quiet: bool = False, log_file: Path | None = None) -> Non
     progress.set_quiet(quiet)
     log.setLevel(logging.INFO)
     log.propagate = False
+    for old in list(log.handlers):  # a second call in one process replaces, not adds
+        log.removeHandler(old)
+        old.close()
     for handler in (stdout_handler(), stderr_handler()):
         if quiet:
             handler.setLevel(max(handler.level, logging.WARNING))
@@ -275,6 +278,8 @@ def hydra_command(config_name: str, lightning: bool = False
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
                 return hydra_main()
+            except BrokenPipeError:
+                raise  # ends quietly in command()
             except Exception as error:
                 if started or user_full_error:
                     raise

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     elif rows:
         print_table(rows)
     if failures:
-        log.error(f"{len(failures)} of {len(rows) + len(failures)} input(s) failed")
+        log.warning(f"{len(failures)} of {len(rows) + len(failures)} input(s) failed")
         return 1
     return 0
 

@@ -141,7 +141,7 @@ def load_exported(path: Path, device: torch.device) -> LoadedModel:
     try:
         exported = load_inference_model(path, device)
     except ModelLoadError as error:
-        raise EvaluationError(str(error).replace("--model ", "model_path=", 1)) from None
+        raise EvaluationError(str(error).replace("--model-path ", "model_path=", 1)) from None
     info, doc = exported.info, exported.info.raw
     low, high = info.hu_window
 
