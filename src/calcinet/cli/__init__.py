@@ -274,16 +274,21 @@ def hydra_command(config_name: str, lightning: bool = False
         def main() -> Any:
             # Hydra prints its own errors as several lines and exits 1; with HYDRA_FULL_ERROR it
             # raises them instead, so that they can be told apart from the task's.
-            user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+            given = os.environ.get("HYDRA_FULL_ERROR")
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
                 return hydra_main()
             except BrokenPipeError:
                 raise  # ends quietly in command()
             except Exception as error:
-                if started or user_full_error:
+                if started or given == "1":
                     raise
                 fail(_one_line(error))
+            finally:  # the process's environment as it was (matters when called in-process)
+                if given is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = given
 
         return main
 
