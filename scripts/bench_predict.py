@@ -116,12 +116,13 @@ def main() -> None:
         single = next(iter(sorted(patches.iterdir())))
         jobs = {
             "1 NIfTI patch 64^3 (start-up)": (
-                ["--model", str(model), str(single), "--out", "single.csv"], 1),
+                ["--model-path", str(model), str(single), "--output-path", "single.csv"], 1),
             f"{args.patches} NIfTI patches 64^3": (
-                ["--model", str(model), str(patches), "--out", "patches.csv"], args.patches),
+                ["--model-path", str(model), str(patches), "--output-path", "patches.csv"],
+                args.patches),
             "28-slice DICOM series, one finding": (
-                ["--model", str(model), str(AXIAL), "--center", "0,40,760", "--coord-space",
-                 "lps", "--out", "series.csv"], 28),
+                ["--model-path", str(model), str(AXIAL), "--center", "0,40,760", "--coord-space",
+                 "lps", "--output-path", "series.csv"], 28),
         }
         times: dict[tuple[str, str], list[float]] = {}
         for index in range(args.rounds):

@@ -1,5 +1,5 @@
 """Write synthetic CT patches as NIfTI + manifest.csv: ``python scripts/make_synthetic.py
-out_dir=DIR num_samples=N seed=S`` (same as ``calcinet-synth``)."""
+output_dir=DIR num_samples=N seed=S`` (same as ``calcinet-synth``)."""
 
 from calcinet.cli.synth import main
 

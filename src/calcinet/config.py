@@ -43,10 +43,39 @@ def _working_directory() -> str:
     return os.getcwd()
 
 
+def _config_groups() -> str:
+    """``${calcinet.config_groups:}`` in ``hydra.help.template``: ``group: option, ...`` for the
+    groups the command's config composes (its defaults list, from ``hydra.runtime.choices``), not
+    every group of ``conf/`` as Hydra's ``$APP_CONFIG_GROUPS``; options starting with ``_``
+    (``_base``, inherited by the others) are left out."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    groups = sorted({group.split("@")[0] for group in HydraConfig.get().runtime.choices
+                     if group != "hydra" and not group.startswith("hydra/")})
+    lines = []
+    for group in groups:
+        options = [o for o in loader.get_group_options(group, ObjectType.CONFIG)
+                   if not o.startswith("_")]
+        lines.append(f"{group}: {', '.join(sorted(options))}")
+    return "\n".join(lines)
+
+
+def _exit_statuses() -> str:
+    """``${calcinet.exit_statuses:}``: the exit-status table every command's help ends with."""
+    from calcinet.cli import EXIT_STATUSES
+
+    return EXIT_STATUSES
+
+
 # Resolved when a config is composed (torch is imported then, not when a command starts).
 for _name, _resolver in (("calcinet.cpu_precision", _cpu_precision),
                          ("calcinet.cpu_channels_last", _cpu_channels_last),
-                         ("calcinet.cwd", _working_directory)):
+                         ("calcinet.cwd", _working_directory),
+                         ("calcinet.config_groups", _config_groups),
+                         ("calcinet.exit_statuses", _exit_statuses)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
 

@@ -190,7 +190,6 @@ def checked_tracking_uri(
     message = f"{problem}; logging to the local store {local} instead " \
               "(logger.mlflow.on_unreachable=local)"
     log.warning(message)
-    print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
     return local
 
 
@@ -252,7 +251,7 @@ def _define_resilient_logger() -> type:
                            "and checkpoints are still written to the run folder, but nothing "
                            "more is logged to MLflow for this run")
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
-                print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+                log.warning(message)
                 return None
 
         def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -278,7 +277,7 @@ def _define_resilient_logger() -> type:
                                f"MLflow's limit of {MAX_PARAM_VAL_LENGTH}: logged cut to the "
                                "limit; the run's config.yaml artifact holds it whole")
                     warnings.warn(message, RuntimeWarning, stacklevel=3)
-                    print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+                    log.warning(message)
                     values[key] = value[:MAX_PARAM_VAL_LENGTH]
             batch = [Param(key, value) for key, value in values.items()]
             for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
@@ -447,4 +446,4 @@ def close_run(uri: str, run_id: str, status: str, tags: Mapping[str, str] | None
     except Exception as error:  # noqa: BLE001 - bookkeeping of a run that is already over
         message = f"could not close MLflow run {run_id} in {uri} ({type(error).__name__}: {error})"
         log.warning(message)
-        print(f"calcinet: warning: {message}", file=sys.stderr, flush=True)
+        log.warning(message)

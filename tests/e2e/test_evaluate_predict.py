@@ -43,8 +43,8 @@ def test_evaluate_and_predict_agree_on_every_row(tiny_export: ExportResult,  # n
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     by_evaluate = pd.read_csv(tmp_path / "evaluate" / "predictions.csv").set_index("id")
 
-    predicted = run_cli(["calcinet-predict", "--model", str(model), str(manifest), "--out",
-                         str(tmp_path / "predict.csv")], cwd=tmp_path)
+    predicted = run_cli(["calcinet-predict", "--model-path", str(model), str(manifest),
+                         "--output-path", str(tmp_path / "predict.csv")], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     with (tmp_path / "predict.csv").open() as handle:
         by_predict = {r["id"]: float(r["probability"]) for r in csv.DictReader(handle)}

@@ -167,7 +167,7 @@ def test_cli_prints_the_table_and_writes_it(tmp_path: Path, capsys: pytest.Captu
             "--names",
             "baseline",
             "candidate",
-            "--output",
+            "--output-path",
             str(tmp_path / "t.csv"),
         ]
     )

@@ -30,6 +30,10 @@ def test_cli_exports_logs_and_registers(tiny_checkpoint: Path, tmp_path: Path) -
     assert "the checkpoint names no MLflow run" in done.stdout
     versions = MlflowClient(uri).search_model_versions("name='calcinet'")
     assert len(versions) == 1
+    # The run folder's export.log holds the report the command printed.
+    (log_file,) = (tmp_path / "outputs" / "export" / "runs").glob("*/export.log")
+    logged = log_file.read_text()
+    assert done.stdout.strip() and all(line in logged for line in done.stdout.splitlines())
 
 
 def test_cli_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:

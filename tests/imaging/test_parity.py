@@ -167,8 +167,8 @@ def test_refused_inputs_get_one_line_each_and_the_others_still_run(
         probe_model: Path, tmp_path: Path) -> None:
     readable, _ = axial_case(tmp_path, "marked")
     refused = {name: build(tmp_path) for name, (build, _) in REFUSED.items()}
-    done = run_cli(["calcinet-predict", "--model", str(probe_model), str(readable),
-                    *map(str, refused.values()), "--out", str(tmp_path / "out.csv")],
+    done = run_cli(["calcinet-predict", "--model-path", str(probe_model), str(readable),
+                    *map(str, refused.values()), "--output-path", str(tmp_path / "out.csv")],
                    cwd=tmp_path, timeout=600)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr

@@ -27,11 +27,11 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
     done = run_cli(
         [
             "calcinet-predict",
-            "--model",
+            "--model-path",
             str(tiny_export.torchscript),
             str(data / "images"),
             str(corrupt),
-            "--out",
+            "--output-path",
             str(out),
             "--batch-size",
             "3",
@@ -47,7 +47,8 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         rows = list(csv.DictReader(handle))
     images = sorted((data / "images").glob("*.nii.gz"))
     assert [r["path"] for r in rows] == [str(p) for p in images]
-    assert list(rows[0]) == ["path", "probability", "prediction", "label", "warning"]
+    # Files given directly carry no truth: no label column.
+    assert list(rows[0]) == ["path", "probability", "prediction", "predicted_label", "warning"]
     model = torch.jit.load(str(tiny_export.torchscript))
     threshold = tiny_export.metadata["decision"]["threshold"]
     for row, image in zip(rows, images, strict=True):
@@ -56,25 +57,87 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
             expected = float(model(hu)[0])
         assert float(row["probability"]) == pytest.approx(expected, abs=2e-6)
         assert int(row["prediction"]) == int(float(row["probability"]) >= threshold)
-        assert row["label"] == ("malignant" if int(row["prediction"]) else "benign")
+        assert row["predicted_label"] == ("malignant" if int(row["prediction"]) else "benign")
         assert row["warning"] == ""  # phantom patches, like the training data: nothing to say
 
     done = run_cli(
-        ["calcinet-predict", "--model", str(tiny_export.torchscript), str(data / "manifest.csv")],
+        ["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+         str(data / "manifest.csv")],
         cwd=tmp_path,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].split() == [
-        "path", "probability", "prediction", "label", "warning"]
-    assert len(done.stdout.splitlines()) == 5
+    table = [line.split() for line in done.stdout.splitlines()]
+    assert table[0] == ["Predicting", "4", "finding(s)", "with", str(tiny_export.torchscript),
+                        "(threshold", f"{threshold:.4g})"]
+    # Manifest rows with a label: the truth as 0/1 (as in calcinet-evaluate's predictions.csv).
+    assert table[1] == ["path", "label", "probability", "prediction", "predicted_label",
+                        "warning"]
+    with (data / "manifest.csv").open() as handle:
+        truth = [("benign", "malignant").index(r["label"]) for r in csv.DictReader(handle)]
+    assert [int(line[1]) for line in table[2:]] == truth
+    assert len(table) == 6
+
+    # --quiet: the rows only, the log beside the CSV holds the run's messages.
+    out = tmp_path / "quiet.csv"
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                    str(data / "images"), str(corrupt), "--output-path", str(out), "--quiet"],
+                   cwd=tmp_path, timeout=300)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert [line.split(":")[1] for line in done.stderr.splitlines()] == [" error", " warning"]
+    logged = out.with_suffix(".log").read_text()
+    assert f"Wrote 4 prediction(s) to {out}" in logged and f"{corrupt}: cannot be read" in logged
+
+
+def test_old_option_spellings_still_work_with_one_warning_each(
+    tiny_export: ExportResult, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    common = [str(data / "images"), "--batch-size", "2"]
+    done_new = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                        *common, "--num-workers", "0", "--output-path", str(new)], cwd=tmp_path)
+    done_old = run_cli(["calcinet-predict", "--model", str(tiny_export.torchscript), *common,
+                        "--workers", "0", "--out", str(old)], cwd=tmp_path)
+    assert done_new.returncode == 0 and done_new.stderr == ""
+    assert done_old.returncode == 0
+    assert done_old.stderr.splitlines() == [
+        "calcinet-predict: warning: --model is deprecated; use --model-path",
+        "calcinet-predict: warning: --workers is deprecated; use --num-workers",
+        "calcinet-predict: warning: --out is deprecated; use --output-path",
+    ]
+    assert old.read_text() == new.read_text()
+    help_text = run_cli(["calcinet-predict", "--help"], cwd=tmp_path).stdout
+    assert "--model-path" in help_text and "--model " not in help_text
+    assert "--out " not in help_text and "--workers" not in help_text
+
+
+def test_show_metadata_into_a_closed_pipe_ends_quietly(
+    tiny_export: ExportResult, tmp_path: Path
+) -> None:
+    from calcinet.cli import BROKEN_PIPE
+    from tests.e2e.test_cli_conventions import closed_pipe
+
+    done = closed_pipe(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                        "--show-metadata"], tmp_path)
+    assert done.stderr == ""
+    assert done.returncode == BROKEN_PIPE
+
+
+def test_missing_model_path_exits_2(tmp_path: Path) -> None:
+    done = run_cli(["calcinet-predict", "scan.nii.gz"], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "calcinet-predict: error: the following arguments are required: --model-path")
 
 
 def test_bad_model_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "model.ts"
-    done = run_cli(["calcinet-predict", "--model", str(missing), "scan.nii.gz"], cwd=tmp_path)
+    done = run_cli(["calcinet-predict", "--model-path", str(missing), "scan.nii.gz"], cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"calcinet: error: --model {missing}: no such file; expected "
+        f"calcinet: error: --model-path {missing}: no such file; expected "
         "a .ts or .pt2 file written by calcinet-export"
     )

@@ -72,8 +72,8 @@ def test_a_dicom_series_saved_without_its_rescale_is_flagged(
     model = load_model(tiny_export.torchscript)
     (row,) = predict(model, expand_inputs([folder], (0.0, 50.0, 760.0), "lps")[0])
     assert any(w.startswith("no negative values in a whole scan (min 0)") for w in row.warnings)
-    done = run_cli(["calcinet-predict", "--model", str(tiny_export.torchscript), str(folder),
-                    "--center", "0,50,760", "--coord-space", "lps", "--out",
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript), str(folder),
+                    "--center", "0,50,760", "--coord-space", "lps", "--output-path",
                     str(tmp_path / "out.csv")], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     with (tmp_path / "out.csv").open() as handle:
@@ -82,8 +82,9 @@ def test_a_dicom_series_saved_without_its_rescale_is_flagged(
 
 
 def test_predict_with_a_mask_finds_the_nodule(tiny_export: ExportResult, tmp_path: Path) -> None:
-    done = run_cli(["calcinet-predict", "--model", str(tiny_export.torchscript), str(real(LUNG)),
-                    "--mask", str(real(LUNG_MASK)), "--out", str(tmp_path / "out.csv")],
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                    str(real(LUNG)),
+                    "--mask", str(real(LUNG_MASK)), "--output-path", str(tmp_path / "out.csv")],
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     with (tmp_path / "out.csv").open() as handle:
@@ -98,7 +99,8 @@ def test_predict_with_a_mask_finds_the_nodule(tiny_export: ExportResult, tmp_pat
 def test_a_mask_on_another_grid_is_refused(tiny_export: ExportResult, tmp_path: Path) -> None:
     other = tmp_path / "mask.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.uint8), np.eye(4)), str(other))
-    done = run_cli(["calcinet-predict", "--model", str(tiny_export.torchscript), str(real(LUNG)),
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                    str(real(LUNG)),
                     "--mask", str(other)], cwd=tmp_path)
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()[:1]
@@ -181,12 +183,12 @@ def test_a_folder_with_a_series_and_other_files_predicts_them_all(
 def test_negative_centres_and_masks_on_the_command_line(
         tiny_export: ExportResult, tmp_path: Path) -> None:
     model = str(tiny_export.torchscript)
-    done = run_cli(["calcinet-predict", "--model", model, str(real(LUNG)), "--center",
+    done = run_cli(["calcinet-predict", "--model-path", model, str(real(LUNG)), "--center",
                     "-21.86,-120.54,-611.5", "--coord-space", "lps"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "-21.86" in done.stdout
     manifest = write_manifest(tmp_path / "m.csv", [{"path": str(real(LUNG))}])
-    done = run_cli(["calcinet-predict", "--model", model, str(manifest), "--mask",
+    done = run_cli(["calcinet-predict", "--model-path", model, str(manifest), "--mask",
                     str(real(LUNG_MASK))], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip().endswith(
         "a manifest gives masks in its mask column")

@@ -140,5 +140,6 @@ def test_models_without_calcinet_metadata_are_refused(tmp_path: Path) -> None:
         load_model(path)
     junk = tmp_path / "junk.ts"
     junk.write_text("not a model")
-    with pytest.raises(ModelLoadError, match=f"--model {junk}: cannot be loaded as a TorchScript"):
+    with pytest.raises(ModelLoadError,
+                       match=f"--model-path {junk}: cannot be loaded as a TorchScript"):
         load_model(junk)

@@ -1,15 +1,46 @@
 """Console entry points. Each is thin: compose the config, hand it to the package, report.
 
-Hydra mains share :data:`CONFIG_DIR` and import :mod:`calcinet.config` before Hydra composes
-(it registers the ``${calcinet.*}`` resolvers the configs use); errors in user input end with
-one line on stderr and exit status 2 (:func:`fail`).
+Two kinds of command, one naming rule (Hydra key ``foo_bar`` <-> option ``--foo-bar``):
+
+- commands that compose a config (``calcinet-train``, ``-cv``, ``-synth``, ``-evaluate``,
+  ``-export``) take Hydra ``key=value`` overrides; they are made by :func:`hydra_command`;
+- tools that act on files (``calcinet-predict``, ``-check-manifest``, ``-compare``) take
+  ``--options``; they are wrapped by :func:`command`.
+
+Every command shares the exit statuses of :data:`EXIT_STATUSES`, ends quietly on a closed pipe
+(``| head``) and on Ctrl+C, and reports through the ``calcinet`` logger (:data:`log`).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import logging
+import os
+import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
+
+Main = TypeVar("Main", bound=Callable[..., Any])
+
+#: The run's report: what a command says goes through this logger (and so into its log file).
+log = logging.getLogger("calcinet")
+
+EXIT_STATUSES = """\
+exit status:
+  0    done
+  1    some inputs failed (predict rows, check-manifest problems, data.validate_only problems)
+  2    usage or input error: bad option or override, unknown key, unreadable file (one line)
+  130  stopped by Ctrl+C
+  141  output pipe closed early (e.g. | head)
+  143  stopped by SIGTERM (training keeps last.ckpt for resume=true)"""
+
+#: Status of a command whose reader closed the pipe: 128 + SIGPIPE, what a shell reports for a
+#: program the signal ended.
+BROKEN_PIPE = 128 + 13
+INTERRUPTED = 128 + signal.SIGINT
 
 
 def _config_dir() -> str:
@@ -25,9 +56,24 @@ CONFIG_DIR = _config_dir()
 
 
 def fail(error: Exception | str) -> NoReturn:
-    """Print ``calcinet: error: <message>`` on stderr and exit with status 2."""
-    print(f"calcinet: error: {error}", file=sys.stderr)
+    """Print ``calcinet: error: <message>`` on stderr (and into the run's log file, once logging
+    is set up) and exit with status 2."""
+    if _reports_errors():
+        log.error(str(error))
+    else:
+        print(f"calcinet: error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _reports_errors() -> bool:
+    """Whether an error logged on :data:`log` reaches stderr through our handler."""
+    handlers = [*log.handlers, *(logging.getLogger().handlers if log.propagate else [])]
+    return any(isinstance(h, _ConsoleHandler) and h.stream is sys.stderr for h in handlers)
+
+
+def warn(message: str) -> None:
+    """``calcinet: warning: <message>`` on stderr (and in the run's log file, if any)."""
+    log.warning(message)
 
 
 def user_error(error: BaseException, expected: tuple[type[BaseException], ...]
@@ -40,3 +86,234 @@ def user_error(error: BaseException, expected: tuple[type[BaseException], ...]
             return seen
         seen = seen.__cause__
     return None
+
+
+def _closed_pipe() -> NoReturn:
+    # The Python documentation's recipe (signal module, "Note on SIGPIPE"): point stdout at
+    # devnull so that the interpreter's final flush does not raise a second time.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE)
+
+
+def command(main: Main) -> Main:
+    """Wrap a console entry point: exit 141 without a traceback when the reader of stdout goes
+    away (``calcinet-predict ... | head``), 130 on Ctrl+C; any other error keeps its traceback."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = main(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
+            return result
+        except BrokenPipeError:
+            _closed_pipe()
+        except KeyboardInterrupt:
+            print("calcinet: stopped by Ctrl+C", file=sys.stderr, flush=True)
+            sys.exit(INTERRUPTED)
+
+    return wrapped  # type: ignore[return-value]
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """A stream handler that lets a closed pipe reach :func:`command` instead of printing
+    logging's own "--- Logging error ---" traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            raise BrokenPipeError
+        super().handleError(record)
+
+
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def stdout_handler() -> logging.Handler:
+    """Bare messages below WARNING on stdout: the report reads as if printed."""
+    handler = _ConsoleHandler(sys.stdout)
+    handler.addFilter(_Below(logging.WARNING))
+    handler.addFilter(NoAdvertisements())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler
+
+
+def stderr_handler() -> logging.Handler:
+    """``calcinet: warning: ...`` / ``calcinet: error: ...`` on stderr."""
+    handler = _ConsoleHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(NoAdvertisements())
+    handler.setFormatter(_PrefixFormatter())
+    return handler
+
+
+class _PrefixFormatter(logging.Formatter):
+    """``<package>: <level>: <message>``, e.g. ``calcinet: warning: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.name.split('.')[0]}: {record.levelname.lower()}: {super().format(record)}"
+
+
+class NoAdvertisements(logging.Filter):
+    """Drop Lightning's tips that advertise its cloud products (``litlogger``, ``litmodels``),
+    logged at INFO on every run; every other Lightning message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("lightning"):
+            return True
+        message = record.getMessage()
+        return not ("Tip:" in message and ("litlogger" in message or "litmodels" in message))
+
+
+def setup_tool_logging(quiet: bool = False, log_file: Path | None = None) -> None:
+    """Logging of the argparse tools: the report on stdout, warnings and errors on stderr,
+    everything also in ``log_file`` (timestamped) when given; ``quiet`` keeps warnings and
+    errors only (and turns progress bars off)."""
+    from calcinet import progress
+
+    progress.set_quiet(quiet)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for old in list(log.handlers):  # a second call in one process replaces, not adds
+        log.removeHandler(old)
+        old.close()
+    for handler in (stdout_handler(), stderr_handler()):
+        if quiet:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        log.addHandler(handler)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] - %(message)s"))
+        log.addHandler(handler)
+
+
+def set_quiet(quiet: bool) -> None:
+    """Hydra commands' ``quiet=true``: console handlers keep warnings and errors only (the log
+    file keeps everything); progress bars are off."""
+    from calcinet import progress
+
+    progress.set_quiet(quiet)
+    if not quiet:
+        return
+    for logger in (logging.getLogger(), log):
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(max(handler.level, logging.WARNING))
+
+
+class _Deprecated(argparse.Action):
+    """A hidden old spelling of an option: stores into the new option's ``dest`` and says once
+    on stderr which name to use."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", **kwargs: Any):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}",
+              file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Accept ``old`` (hidden from ``--help``) as a spelling of the option ``new``."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS, **kwargs)
+
+
+def _lightning_logs_to_root() -> None:
+    """``import lightning`` puts its own ``INFO: ...`` stderr handler on the ``lightning`` logger,
+    whose records also propagate to the root: drop that handler so that Lightning's messages
+    reach the terminal once, through the run's handlers, and the run's log file."""
+    import lightning  # noqa: F401 - imported for its side effect on the logger
+
+    lightning_log = logging.getLogger("lightning")
+    for handler in list(lightning_log.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_log.removeHandler(handler)
+
+
+def hydra_command(config_name: str, lightning: bool = False
+                  ) -> Callable[[Callable[..., Any]], Callable[[], Any]]:
+    """Make ``task(cfg)`` a Hydra console command on ``conf/<config_name>.yaml``; ``lightning``:
+    the task uses Lightning, whose messages are routed into the run's report (and log file).
+
+    Errors Hydra raises before ``task`` starts (an override that does not parse, an unknown key
+    or group option) end with one ``calcinet: error:`` line and exit status 2, as calcinet's own
+    input errors do; ``quiet=true`` is applied before ``task`` runs; errors inside ``task``
+    keep their traceback.
+    """
+    import hydra
+
+    import calcinet.config  # noqa: F401 - registers the ${calcinet.*} resolvers the configs use
+
+    def decorate(task: Callable[..., Any]) -> Callable[[], Any]:
+        started = False
+
+        @functools.wraps(task)
+        def run_task(cfg: Any) -> Any:
+            nonlocal started
+            started = True
+            set_quiet(bool(cfg.get("quiet", False)))
+            logging.captureWarnings(True)  # Python warnings reach the log file too
+            if lightning:
+                _lightning_logs_to_root()
+            return task(cfg)
+
+        hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR,
+                                config_name=config_name)(run_task)
+
+        @command
+        def main() -> Any:
+            # Hydra prints its own errors as several lines and exits 1; with HYDRA_FULL_ERROR it
+            # raises them instead, so that they can be told apart from the task's.
+            given = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return hydra_main()
+            except BrokenPipeError:
+                raise  # ends quietly in command()
+            except Exception as error:
+                if started or given == "1":
+                    raise
+                fail(_one_line(error))
+            finally:  # the process's environment as it was (matters when called in-process)
+                if given is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = given
+
+        return main
+
+    return decorate
+
+
+def _one_line(error: BaseException) -> str:
+    """Hydra's message and its cause (``Key 'x' is not in struct``) as one line: a list under a
+    ``...:`` line is joined with commas (internal ``_`` options left out), the config search
+    path is left out."""
+    parts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen).split("Config search path:")[0]
+        head: list[str] = []
+        items: list[str] = []
+        for line in (line.strip() for line in text.splitlines()):
+            if not line or line.startswith(("full_key:", "object_type")):
+                continue
+            if head and head[-1].endswith(":"):
+                if not line.startswith("_"):
+                    items.append(line)
+            else:
+                head.append(line)
+        if head:
+            parts.append(" ".join(head) + (" " + ", ".join(items) if items else ""))
+        seen = seen.__cause__
+    return ": ".join(parts) or type(error).__name__

@@ -10,13 +10,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from calcinet.cli import EXIT_STATUSES, command
 from calcinet.data.splits import PURPOSES
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calcinet-check-manifest", description="Check a calcinet manifest without training: "
-        "every row, file and split, each problem with its CSV line, column and value.")
+        "every row, file and split, each problem with its CSV line, column and value.",
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--for", dest="purpose", choices=sorted(PURPOSES), default="training",
                         help="training (default): train and val need both classes; evaluation: "
                         "any split may be empty (an external test set)")
@@ -31,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), check the manifest; returns the exit status."""
     args = parser().parse_args(argv)

@@ -8,11 +8,18 @@ run id of an evaluation run.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from calcinet.cli import fail
+from calcinet.cli import (
+    EXIT_STATUSES,
+    command,
+    deprecated_alias,
+    fail,
+    log,
+    setup_tool_logging,
+    warn,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare models evaluated on the same samples (rows matched by id): AUROC "
         "with DeLong 95%% CI, AP, sensitivity, specificity, and the paired DeLong "
         "p-value of each AUROC difference against the first model.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "sources",
@@ -47,17 +56,22 @@ def _parser() -> argparse.ArgumentParser:
         "sqlite:///mlflow.db in the current folder)",
     )
     parser.add_argument(
-        "--output",
+        "--output-path",
         type=Path,
         default=None,
         metavar="FILE",
         help="also write the table to FILE (.csv, .json or .md)",
     )
+    deprecated_alias(parser, "--output", "--output-path", type=Path)
+    parser.add_argument("--quiet", action="store_true",
+                        help="print the table only: no notes, warnings and errors still shown")
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    setup_tool_logging(args.quiet)
     from calcinet.evaluation import EvaluationError
     from calcinet.evaluation.compare import compare_predictions, format_table, load_predictions
 
@@ -69,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"--names has {len(args.names)} names for "
                 f"{len(args.sources)} inputs: expected one per input"
             )
-        if args.output and args.output.suffix not in (".csv", ".json", ".md"):
-            raise EvaluationError(f"--output {args.output}: expected a .csv, .json or .md file")
+        if args.output_path and args.output_path.suffix not in (".csv", ".json", ".md"):
+            raise EvaluationError(
+                f"--output-path {args.output_path}: expected a .csv, .json or .md file")
         named = [load_predictions(s, args.tracking_uri) for s in args.sources]
         names = list(args.names or [name for name, _ in named])
         for i, name in enumerate(names):  # keep rows apart when two folders share a name
@@ -82,18 +97,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except EvaluationError as error:
         fail(error)
     for warning in comparison.warnings:
-        print(f"calcinet: warning: {warning}", file=sys.stderr)
+        warn(warning)
     print(format_table(comparison))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
+    output = args.output_path
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
         table = comparison.table
-        if args.output.suffix == ".csv":
-            table.to_csv(args.output, index=False)
-        elif args.output.suffix == ".json":
-            table.to_json(args.output, orient="records", indent=2)
+        if output.suffix == ".csv":
+            table.to_csv(output, index=False)
+        elif output.suffix == ".json":
+            table.to_json(output, orient="records", indent=2)
         else:
-            args.output.write_text(format_table(comparison, markdown=True) + "\n")
-        print(f"Table: {args.output}")
+            output.write_text(format_table(comparison, markdown=True) + "\n")
+        log.info(f"Table: {output}")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,14 @@ statuses as ``calcinet-train``.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR
+from calcinet.cli import hydra_command
 from calcinet.cli.train import with_exit_statuses
 from calcinet.runtime import tune_malloc
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_command("train", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Cross-validate; returns the mean best score over the folds."""
     tune_malloc()

@@ -3,15 +3,13 @@ a held-out set, logged to MLflow."""
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-import calcinet.config  # noqa: F401 - registers the ${calcinet.*} resolvers the configs use
-from calcinet.cli import CONFIG_DIR, fail, user_error
+from calcinet.cli import fail, hydra_command, user_error
 from calcinet.runtime import tune_malloc
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@hydra_command("evaluate", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Evaluate; returns the AUROC (the value a Hydra sweeper would read)."""
     tune_malloc()

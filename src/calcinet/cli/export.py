@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-import calcinet.config  # noqa: F401 - registers the ${calcinet.*} resolvers the configs use
-from calcinet.cli import CONFIG_DIR, fail
+from calcinet.cli import fail, hydra_command, log
 from calcinet.runtime import tune_malloc
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@hydra_command("export", lightning=True)
 def main(cfg: DictConfig) -> None:
     tune_malloc()
     if not cfg.ckpt_path:
@@ -39,7 +37,7 @@ def main(cfg: DictConfig) -> None:
         )
     except ExportError as error:
         fail(error)
-    print(summary(result), flush=True)
+    log.info(summary(result))
 
 
 if __name__ == "__main__":

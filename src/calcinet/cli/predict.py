@@ -1,8 +1,10 @@
-"""``calcinet-predict --model model.ts INPUT...``: malignancy probabilities from an exported model.
+"""``calcinet-predict --model-path model.ts INPUT...``: malignancy probabilities from an exported
+model.
 
 Needs only torch and the image readers (no Lightning, Hydra or MLflow). Exit status: 0 when every
 input was predicted, 1 when some failed (one line each on stderr), 2 for a bad command line or a
-model that cannot be loaded.
+model that cannot be loaded (see :data:`calcinet.cli.EXIT_STATUSES`). With ``--output-path
+rows.csv`` the run's messages are also written to ``rows.log`` beside it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from calcinet.cli import fail
+from calcinet.cli import EXIT_STATUSES, command, deprecated_alias, fail, log, setup_tool_logging
 from calcinet.runtime import tune_malloc
 
 EPILOG = """\
@@ -31,9 +33,15 @@ the middle of the volume, and padded with air (-1000 HU, or the model's window l
 lower) where it leaves the scan: the same code as training and calcinet-evaluate.
 Coordinates are x,y,z: 'world' is RAS millimetres (NIfTI / nibabel / 3D Slicer convention),
 'lps' is DICOM patient millimetres, 'voxel' is the file's own voxel index (i,j,k).
+Columns: [id,]path,[component,][center_x,center_y,center_z,coord_space,][label,]probability,
+prediction,predicted_label,warning. 'label' is the truth (0 benign, 1 malignant), present when
+manifest rows give one, as in calcinet-evaluate's predictions.csv; 'prediction' is the decision
+(0/1, probability >= threshold) and 'predicted_label' its class name (benign/malignant).
 The 'warning' column says when an input does not look like CT in HU, or lies far from the
 intensities of the model's training patches; the row is written all the same.
-"""
+With --output-path rows.csv the messages of the run also go to rows.log beside it.
+
+""" + EXIT_STATUSES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="volume file, DICOM series folder, folder, or manifest .csv",
     )
     parser.add_argument(
-        "--model",
-        required=True,
+        "--model-path",
         type=Path,
-        help="exported model (.ts TorchScript or .pt2 torch.export)",
+        help="exported model (.ts TorchScript or .pt2 torch.export); required",
     )
+    deprecated_alias(parser, "--model", "--model-path", type=Path)
     parser.add_argument(
         "--center",
         metavar="X,Y,Z",
@@ -77,21 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
         "coord_space value",
     )
     parser.add_argument(
-        "--out",
+        "--output-path",
         type=Path,
         metavar="CSV",
-        help="write path,[component,centre,]probability,prediction,label,warning here "
-        "instead of printing",
+        help="write the rows here instead of printing them (and the run's messages to "
+        "<CSV stem>.log beside it)",
     )
+    deprecated_alias(parser, "--out", "--output-path", type=Path)
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
     parser.add_argument(
-        "--workers",
+        "--num-workers",
         type=int,
         default=2,
         metavar="N",
         help="threads that read and cut the next scans while the model runs (default 2; 0: "
         "read between forward passes)",
     )
+    deprecated_alias(parser, "--workers", "--num-workers", type=int)
     parser.add_argument(
         "--threshold",
         default="operating",
@@ -114,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--show-metadata", action="store_true", help="print the model's metadata.json and exit"
     )
+    parser.add_argument("--quiet", action="store_true",
+                        help="only warnings and errors on the terminal, no progress bar")
     return parser
 
 
@@ -133,9 +145,17 @@ def joined_values(argv: list[str], options: tuple[str, ...] = ("--center", "--sp
     return out
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
-    args = build_parser().parse_args(joined_values(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
+    if args.model_path is None:
+        parser.error("the following arguments are required: --model-path")
+    if args.output_path is not None and not args.output_path.parent.is_dir():
+        fail(f"--output-path {args.output_path}: folder {args.output_path.parent} does not exist")
+    log_file = None if args.output_path is None else args.output_path.with_suffix(".log")
+    setup_tool_logging(args.quiet, log_file)
     # Imported here so that --help answers at once; torch takes seconds to import.
     from calcinet.inference import expand_inputs, load_model, predict
     from calcinet.inference.inputs import Failure, parse_center
@@ -145,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.batch_size < 1:
         fail(f"--batch-size={args.batch_size}: expected a positive integer")
-    if args.workers < 0:
-        fail(f"--workers={args.workers}: expected an integer >= 0")
+    if args.num_workers < 0:
+        fail(f"--num-workers={args.num_workers}: expected an integer >= 0")
     try:
         center = parse_center(args.center) if args.center else None
         spacing = parse_center(args.spacing, "--spacing")
@@ -162,10 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 scan.is_dir() and not is_series(scan)):
             fail(f"--mask {args.mask}: expected exactly one scan INPUT (a file or a DICOM "
                  "series) and no --center; a manifest gives masks in its mask column")
-    if args.out is not None and not args.out.parent.is_dir():
-        fail(f"--out {args.out}: folder {args.out.parent} does not exist")
     try:
-        model = load_model(args.model, args.device, optimize=not args.no_optimize)
+        model = load_model(args.model_path, args.device, optimize=not args.no_optimize)
         threshold = resolve_threshold(model, args.threshold)
     except (ModelLoadError, ValueError, RuntimeError) as error:
         fail(error)
@@ -175,30 +193,36 @@ def main(argv: list[str] | None = None) -> int:
     if not args.inputs:
         fail("no INPUT given; expected volume files, DICOM folders, folders or a manifest .csv")
 
+    from calcinet.progress import bar
+
     requests, failures = expand_inputs(args.inputs, center, args.coord_space, args.mask)
     for failure in failures:
-        print(f"calcinet: error: {failure.path}: {failure.reason}", file=sys.stderr)
+        log.error(f"{failure.path}: {failure.reason}")
+    log.info(f"Predicting {len(requests)} finding(s) with {args.model_path} "
+             f"(threshold {threshold:.4g})")
     rows = []
-    for item in predict(model, requests, args.batch_size, threshold, spacing,
-                        args.workers):
-        if isinstance(item, Failure):
-            failures.append(item)
-            print(f"calcinet: error: {item.path}: {item.reason}", file=sys.stderr, flush=True)
-        else:
-            rows.append(item)
-    if args.out is not None:
+    # A mask gives its findings (connected components) only once its scan is read.
+    with bar(total=None if args.mask else len(requests), desc="predict", unit="finding") as shown:
+        for item in predict(model, requests, args.batch_size, threshold, spacing,
+                            args.num_workers):
+            if isinstance(item, Failure):
+                failures.append(item)
+                shown.clear()
+                log.error(f"{item.path}: {item.reason}")
+            else:
+                rows.append(item)
+            shown.update()
+    if args.output_path is not None:
         try:
-            write_csv(rows, args.out)
+            write_csv(rows, args.output_path)
         except OSError as error:
-            fail(f"--out {args.out}: cannot be written ({error.strerror or error})")
-        print(f"Wrote {len(rows)} prediction(s) to {args.out}")
+            fail(f"--output-path {args.output_path}: cannot be written "
+                 f"({error.strerror or error})")
+        log.info(f"Wrote {len(rows)} prediction(s) to {args.output_path}")
     elif rows:
         print_table(rows)
     if failures:
-        print(
-            f"calcinet: {len(failures)} of {len(rows) + len(failures)} input(s) failed",
-            file=sys.stderr,
-        )
+        log.warning(f"{len(failures)} of {len(rows) + len(failures)} input(s) failed")
         return 1
     return 0
 

@@ -1,18 +1,17 @@
-"""``calcinet-synth out_dir=DIR num_samples=N seed=S``: write the phantom as NIfTI + manifest."""
+"""``calcinet-synth output_dir=DIR num_samples=N seed=S``: write the phantom as NIfTI + manifest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR, fail
+from calcinet.cli import fail, hydra_command, log
 from calcinet.config import ConfigError
 from calcinet.runtime import tune_malloc
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="synth")
+@hydra_command("synth")
 def main(cfg: DictConfig) -> None:
     tune_malloc()
     from calcinet.data.phantom.materialize import write_dataset
@@ -25,11 +24,12 @@ def main(cfg: DictConfig) -> None:
         config = phantom_config(cfg.patch_size, cfg.spacing, **cfg.phantom)
     except (ConfigError, ValueError, TypeError) as error:
         fail(error)
-    out_dir = Path(cfg.out_dir)
-    manifest = write_dataset(out_dir, int(cfg.num_samples), int(cfg.seed), config)
-    print(f"Wrote {cfg.num_samples} samples and {manifest}")
+    output_dir = Path(cfg.output_dir)
+    manifest = write_dataset(output_dir, int(cfg.num_samples), int(cfg.seed), config)
+    log.info(f"Wrote {cfg.num_samples} samples and {manifest}")
     if cfg.montage:
-        print(f"Montage: {render_montage(out_dir / 'montage.png', config, seed=int(cfg.seed))}")
+        montage = render_montage(output_dir / "montage.png", config, seed=int(cfg.seed))
+        log.info(f"Montage: {montage}")
 
 
 if __name__ == "__main__":

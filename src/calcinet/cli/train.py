@@ -1,7 +1,8 @@
 """``calcinet-train [overrides]``: train a model and log it to MLflow.
 
-Exit status: 0 trained; 1 ``data.validate_only=true`` found problems; 2 bad input (one line on
-stderr); 143 (128 + SIGTERM) stopped by SIGTERM, ``last.ckpt`` kept for ``resume=true``.
+Exit status (see :data:`calcinet.cli.EXIT_STATUSES`): 0 trained; 1 ``data.validate_only=true``
+found problems; 2 bad input or override (one line on stderr); 130 Ctrl+C; 143 (128 + SIGTERM)
+stopped by SIGTERM, ``last.ckpt`` kept for ``resume=true``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-import hydra
 from omegaconf import DictConfig
 
-from calcinet.cli import CONFIG_DIR, fail, user_error
+from calcinet.cli import fail, hydra_command, log, user_error
 from calcinet.config import ConfigError
 from calcinet.runtime import tune_malloc
 
@@ -51,7 +51,7 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_command("train", lightning=True)
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best score of ``monitor.metric`` (what a Hydra sweeper optimises)."""
     tune_malloc()
@@ -60,7 +60,7 @@ def main(cfg: DictConfig) -> float | None:
     def run() -> dict[str, float]:
         if cfg.data.get("validate_only"):
             report, usable = data_report(cfg)
-            print(report, flush=True)
+            log.info(report)
             sys.exit(0 if usable else 1)
         return train(cfg)
 

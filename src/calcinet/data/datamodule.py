@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset, par
 from monai.data.utils import json_hashing
 from torch.utils.data import WeightedRandomSampler
 
+from calcinet import progress
 from calcinet.data.augment import BatchAugment, augment_options
 from calcinet.data.sources import RecordSource
 from calcinet.data.splits import SPLITS, kfold_patient_split
@@ -175,8 +177,10 @@ class CalciDataModule(L.LightningDataModule):
         records = self.rank_records(split)
         transform = self.transforms(split)
         if self.cache == "memory":
+            # MONAI's bar is a plain tqdm: shown on a terminal only, as calcinet.progress does.
             return CacheDataset(records, transform, num_workers=self.cache_workers,
-                                progress=False, copy_cache=False)
+                                progress=not progress.quiet() and sys.stderr.isatty(),
+                                copy_cache=False)
         if self.cache == "disk":
             # MONAI hashes the transform chain by class names only; the folder name adds what
             # those names miss (the data itself and every parameter of the deterministic stage).

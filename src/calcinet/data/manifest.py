@@ -52,14 +52,20 @@ from calcinet.data.validation import (
     image_warnings,
 )
 from calcinet.imaging import image_format, mask_findings, read_volume, to_voxel
-from calcinet.imaging.rows import CENTER, SPACING, parse_location, parse_number, read_csv
+from calcinet.imaging.rows import (
+    CENTER,
+    LABELS,
+    SPACING,
+    parse_location,
+    parse_number,
+    read_csv,
+)
 
 if TYPE_CHECKING:
     from monai.transforms import Transform
 
 log = logging.getLogger(__name__)
 
-LABELS = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
 #: Columns the source interprets; every other column is kept as metadata in the records.
 KNOWN = ("path", "label", "split", "patient_id", "coord_space", "id", "mask", *CENTER, *SPACING)
 #: Record keys the pipeline uses itself; a manifest column may not be called so.

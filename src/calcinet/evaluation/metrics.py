@@ -320,13 +320,19 @@ def evaluate_with_bootstrap(
 
     free: dict[str, list[np.ndarray]] = {}
     per: list[dict[str, list[np.ndarray]]] = [{} for _ in thresholds]
+    from calcinet.progress import bar
+
+    shown = bar(total=n_resamples, desc="bootstrap", unit="resample")
     for weights in bootstrap_weights(len(label), n_resamples, seed, groups):
+        shown.update(len(weights))
         block_free, block_per = weighted_metrics(label, probability, weights, thresholds, n_bins)
         for name, values in block_free.items():
             free.setdefault(name, []).append(values)
         for store, values_at in zip(per, block_per, strict=True):
             for name, values in values_at.items():
                 store.setdefault(name, []).append(values)
+
+    shown.close()
 
     def interval(chunks: list[np.ndarray] | None) -> list[float]:
         values = np.concatenate(chunks) if chunks else np.array([])

@@ -141,7 +141,7 @@ def load_exported(path: Path, device: torch.device) -> LoadedModel:
     try:
         exported = load_inference_model(path, device)
     except ModelLoadError as error:
-        raise EvaluationError(str(error).replace("--model ", "model_path=", 1)) from None
+        raise EvaluationError(str(error).replace("--model-path ", "model_path=", 1)) from None
     info, doc = exported.info, exported.info.raw
     low, high = info.hu_window
 
@@ -227,7 +227,10 @@ def predict_loader(
         rows["probability_tta"] = []
     metadata: dict[str, list[Any]] = {}
     seen = 0
-    for batch in loader:
+    from calcinet.progress import bar
+
+    for batch in bar(loader, desc="score", unit="batch",
+                     total=len(loader) if hasattr(loader, "__len__") else None):
         image, label = batch["image"], batch["label"]
         size = int(image.shape[0])
         rows["label"] += torch.as_tensor(label).reshape(-1).long().tolist()

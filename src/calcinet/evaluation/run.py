@@ -538,7 +538,7 @@ def _print_summary(report: Mapping[str, Any], out: Path, seconds: float) -> None
         )
         lines.append(f"MLflow run:   {info['run_id']}{nested} in {info['tracking_uri']}")
         lines.append(f"  {info['url']}")
-    print("\n".join(lines), flush=True)
+    log.info("\n".join(lines))
 
 
 __all__ = ["apply_model_preprocessing", "check_evaluate_config", "evaluate", "log_to_mlflow"]

@@ -36,6 +36,7 @@ def summary(result: ExportResult) -> str:
     for note in [*result.notes, *outcome.notes]:
         lines.append(f"Note:          {note}")
     lines.append(
-        f"Predict:       calcinet-predict --model {result.torchscript} SCAN.nii.gz [--center x,y,z]"
+        f"Predict:       calcinet-predict --model-path {result.torchscript} SCAN.nii.gz "
+        "[--center x,y,z]"
     )
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from calcinet.imaging.geometry import COORD_SPACES, FORMATS_TEXT, image_format
 CENTER = ("center_x", "center_y", "center_z")
 SPACING = ("spacing_x", "spacing_y", "spacing_z")
 LOCATION_COLUMNS = ("path", *CENTER, "coord_space", "mask", *SPACING)
+#: Values of a manifest's ``label`` column (the truth): 0 benign, 1 malignant.
+LABELS = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Location:
     ``component`` is set on the findings a mask gives (1-based, see
     :func:`calcinet.imaging.mask_findings`); ``npy_spacing`` is the row's own voxel size (mm) of
     an ``.npy`` file, None for the default; ``id`` is the row's ``id`` column, if any; ``source``
-    names the manifest line it came from (``manifest.csv:5``), None for a file given directly.
+    names the manifest line it came from (``manifest.csv:5``), None for a file given directly;
+    ``label`` is the row's truth (0 benign, 1 malignant) when the manifest gives one.
     """
 
     path: Path
@@ -40,6 +43,7 @@ class Location:
     component: int | None = None
     id: str | None = None
     source: str | None = None
+    label: int | None = None
 
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from calcinet.imaging.geometry import VOLUME_SUFFIXES, check_space, has_suffix, is_dicom_file
-from calcinet.imaging.rows import CENTER, Location, parse_location, read_csv
+from calcinet.imaging.rows import CENTER, LABELS, Location, parse_location, read_csv
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,17 @@ def read_manifest(manifest: Path, default_space: str | None
             continue
         row = {h: v.strip() for h, v in zip(header, values, strict=True)}
         location, problems = parse_location(row, manifest.parent, default_space)
+        truth = row.get("label", "")
+        if truth and truth.lower() not in LABELS:
+            problems.append(("label", f"{truth!r}: unknown label; expected benign, malignant, 0 "
+                                      "or 1 (or empty)"))
+            location = None
         if location is None:
             failures += [Failure(where, f"column {column!r}: {message}")
                          for column, message in problems]
         else:
-            found.append(replace(location, source=where))
+            found.append(replace(location, source=where,
+                                 label=LABELS[truth.lower()] if truth else None))
     return found, failures
 
 

@@ -74,7 +74,8 @@ def load_model(
     device = torch.device(device)
     if not path.is_file():
         raise ModelLoadError(
-            f"--model {path}: no such file; expected a .ts or .pt2 file written by calcinet-export"
+            f"--model-path {path}: no such file; expected a .ts or .pt2 file written by "
+            "calcinet-export"
         )
     extra = {METADATA_FILE: ""}
     try:
@@ -86,7 +87,7 @@ def load_model(
                 module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as error:  # torch raises RuntimeError, ValueError, zipfile errors ...
         raise ModelLoadError(
-            f"--model {path}: cannot be loaded as a "
+            f"--model-path {path}: cannot be loaded as a "
             f"{'torch.export program' if path.suffix == '.pt2' else 'TorchScript model'}"
             f" ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from None

@@ -41,12 +41,14 @@ THRESHOLDS = ("operating", "sensitivity")
 
 @dataclass(frozen=True)
 class Prediction:
-    """One output row: the malignancy probability of a finding's patch and the decision."""
+    """One output row: the malignancy probability of a finding's patch and the decision
+    (``prediction`` 0/1 and its class name ``predicted_label``); the truth, where the input has
+    one, is ``request.label``."""
 
     request: Location
     probability: float
     prediction: int
-    label: str
+    predicted_label: str
     warnings: tuple[str, ...] = ()
 
 
@@ -173,7 +175,7 @@ def load_patches(
     GIL for their heavy loops, and the patches need no copy between processes.
     """
     if workers < 0:
-        raise ValueError(f"--workers={workers}: expected an integer >= 0")
+        raise ValueError(f"--num-workers={workers}: expected an integer >= 0")
     requests = list(requests)
     groups: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
@@ -251,9 +253,11 @@ def _columns(rows: Sequence[Prediction]) -> list[str]:
     with_id = any(r.request.id is not None for r in rows)
     with_center = any(r.request.center is not None for r in rows)
     with_component = any(r.request.component is not None for r in rows)
+    with_label = any(r.request.label is not None for r in rows)
     centre = ["center_x", "center_y", "center_z", "coord_space"] if with_center else []
     return [*(["id"] if with_id else []), "path", *(["component"] if with_component else []),
-            *centre, "probability", "prediction", "label", "warning"]
+            *centre, *(["label"] if with_label else []), "probability", "prediction",
+            "predicted_label", "warning"]
 
 
 def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
@@ -264,7 +268,8 @@ def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
         "component": "" if row.request.component is None else str(row.request.component),
         "probability": f"{row.probability:.6f}",
         "prediction": str(row.prediction),
-        "label": row.label,
+        "predicted_label": row.predicted_label,
+        "label": "" if row.request.label is None else str(row.request.label),
         "coord_space": row.request.coord_space if center is not None else "",
         "warning": "; ".join(row.warnings),
     }
@@ -274,8 +279,10 @@ def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
 
 
 def write_csv(rows: Sequence[Prediction], path: Path) -> None:
-    """``[id,]path,[component,][center_x,center_y,center_z,coord_space,]probability,prediction,
-    label,warning``: ``id`` when the manifest has one, ``component`` with a mask."""
+    """``[id,]path,[component,][center_x,center_y,center_z,coord_space,][label,]probability,
+    prediction,predicted_label,warning``: ``id`` when the manifest has one, ``component`` with a
+    mask, ``label`` (the truth, 0/1 as in ``calcinet-evaluate``'s predictions.csv) when manifest
+    rows have one; ``prediction`` is 0/1 and ``predicted_label`` its class name."""
     columns = _columns(rows)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

@@ -142,10 +142,9 @@ class SweepTrial:
         epoch = pruned_epoch(self.trial) if self.prune else None
         if epoch is None:
             return "COMPLETE"
-        log.info("Optuna pruned trial %d after epoch %d", self.number, epoch)
         pruner = type(self.trial.study.pruner).__name__
-        print(f"Optuna's {pruner} stopped trial {self.number} after epoch {epoch} on its "
-              f"{self.monitor}.", flush=True)
+        log.info(f"Optuna's {pruner} stopped trial {self.number} after epoch {epoch} on its "
+                 f"{self.monitor}.")
         return "PRUNED"
 
     def tell(self, outcome: str, score: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import statistics
 from pathlib import Path
@@ -12,6 +13,8 @@ from omegaconf import DictConfig, open_dict
 
 from calcinet.config import ConfigError
 from calcinet.tracking import RUN_ID_FILE
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 5
 
@@ -44,7 +47,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
             fold_cfg.paths.output_dir = str(out / f"fold_{fold}")
             if fold_cfg.get("logger") and fold_cfg.logger.get("mlflow"):
                 fold_cfg.logger.mlflow.run_name = f"{out.name} fold {fold}"
-        print(f"\n=== fold {fold + 1}/{folds} -> {fold_cfg.paths.output_dir}", flush=True)
+        log.info(f"\n=== fold {fold + 1}/{folds} -> {fold_cfg.paths.output_dir}")
         metrics = train(fold_cfg, parent_key=str(out))
         scores.append(metrics.get(best_metric(cfg), metrics.get(metric, math.nan)))
     mean = statistics.fmean(scores)
@@ -53,7 +56,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
              f"| fold | {metric} |", "|---|---|"]
     lines += [f"| {k} | {s:.4f} |" for k, s in enumerate(scores)]
     lines.append(f"| mean ± std | {mean:.4f} ± {std:.4f} |")
-    print("\n".join(lines), flush=True)
+    log.info("\n".join(lines))
     summary = {"num_folds": folds, "metric": metric, name: scores, "mean": mean, "std": std}
     (out / "cv_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     results = {f"cv/{name}_mean": mean, f"cv/{name}_std": std}
@@ -80,4 +83,4 @@ def _log_to_parent(out: Path, results: dict[str, float]) -> None:
         for key, value in results.items() if parent else ():
             client.log_metric(parent, key, value)
     except Exception as error:  # noqa: BLE001 - the folds are done; tracking is a bonus here
-        print(f"calcinet: warning: could not log the summary to MLflow ({error})")
+        log.warning(f"could not log the summary to MLflow ({error})")

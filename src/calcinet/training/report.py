@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import shlex
 from collections.abc import Sequence
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from calcinet.tracking import run_url, ui_command
 from calcinet.training.checkpoints import Saved, newest_last
+
+log = logging.getLogger(__name__)
 
 
 def hydra_value(key: str, path: Path) -> str:
@@ -39,11 +42,11 @@ def report_stopped(output_dir: Path, checkpoints: Path, epoch: int | None,
     saved = f"{last} holds the last finished epoch" if last else "no epoch finished"
     where = "" if epoch is None else f" in epoch {epoch}"
     if sweep_trial:
-        print(f"calcinet: sweep trial {output_dir.name} stopped by SIGTERM{where}; it is queued "
-              "again: rerun the same sweep command to continue the study", flush=True)
+        log.info(f"calcinet: sweep trial {output_dir.name} stopped by SIGTERM{where}; it is "
+                 "queued again: rerun the same sweep command to continue the study")
         return
-    print(f"calcinet: stopped by SIGTERM{where}; {saved}. Continue with the same command plus "
-          f"{hydra_value('hydra.run.dir', output_dir.resolve())} resume=true", flush=True)
+    log.info(f"calcinet: stopped by SIGTERM{where}; {saved}. Continue with the same command "
+             f"plus {hydra_value('hydra.run.dir', output_dir.resolve())} resume=true")
 
 
 def report_run(output_dir: Path, checkpoints: Path, best: Saved | None,
@@ -73,4 +76,4 @@ def report_run(output_dir: Path, checkpoints: Path, best: Saved | None,
         lines.append(f"MLflow run:       {run_id} in {uri}")
         lines.append(f"Open the MLflow UI: {ui_command(uri)}")
         lines.append(f"  then browse to {run_url(uri, experiment_id, run_id)}")
-    print("\n".join(lines), flush=True)
+    log.info("\n".join(lines))

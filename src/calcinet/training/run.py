@@ -259,7 +259,6 @@ def resume_state(cfg: DictConfig, output_dir: Path, checkpoints: Path
     message = (f"resume=true but {checkpoints} holds no last.ckpt: starting from scratch in "
                f"{output_dir} (pass the interrupted run's folder as hydra.run.dir=...)")
     log.warning(message)
-    print(f"calcinet: warning: {message}", flush=True)
     return None, run_id
 
 

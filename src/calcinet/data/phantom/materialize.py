@@ -59,7 +59,9 @@ def write_dataset(
     (out / "images").mkdir(parents=True, exist_ok=True)
     affine = affine_for(config)
     rows, extra = [], []
-    for i in range(num_samples):
+    from calcinet.progress import bar
+
+    for i in bar(range(num_samples), desc="synth", unit="sample"):
         params = sample_params(i, seed, config)
         img = render(params, config)
         sid = sample_id(seed, i)
