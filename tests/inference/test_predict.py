@@ -130,7 +130,8 @@ def test_pt2_and_torchscript_agree_on_the_exported_model(
     assert plain(torch.from_numpy(hu)[None, None])[0] == pytest.approx(ts.probability, abs=1e-5)
     threshold = load_model(tiny_export.torchscript).info.threshold
     assert ts.prediction == int(ts.probability >= threshold)
-    assert ts.label == ("malignant" if ts.prediction else "benign")
+    assert ts.predicted_label == ("malignant" if ts.prediction else "benign")
+    assert ts.request.label is None  # a file given directly has no truth
 
 
 def test_models_without_calcinet_metadata_are_refused(tmp_path: Path) -> None:
