@@ -155,7 +155,7 @@ def log_to_mlflow(
         if (out / "figures").is_dir():
             client.log_artifacts(run_id, str(out / "figures"), "figures")
         client.log_inputs(run_id, datasets=[dataset_input(report)],
-                          models=[LoggedModelInput(v.model_id) for v in versions if v.model_id])
+                          models=[LoggedModelInput(i) for i in map(logged_model_id, versions) if i])
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -190,6 +190,14 @@ def model_versions(client: Any, sha256: str | None) -> list[Any]:
     except MlflowException:
         return []
     return sorted(versions, key=lambda v: (v.name, int(v.version)))
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The MLflow 3 logged model a registered version was made from (``models:/m-...``)."""
+    if version.model_id:
+        return version.model_id
+    source = str(version.source or "")
+    return source[len("models:/"):] if source.startswith("models:/m-") else None
 
 
 def dataset_input(report: Mapping[str, Any]) -> Any:

@@ -16,6 +16,7 @@ An evaluation of a checkpoint is kept beside it as ``<checkpoint>.evaluation.jso
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -118,7 +119,8 @@ def evaluation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     """The part of ``calcinet-evaluate``'s report a card shows: split, data, counts, the
     metrics with their 95 % intervals and the weakest per-pattern (or other breakdown) groups."""
     metrics = {
-        name: {"value": report["metrics"][name]["value"], "ci95": report["metrics"][name]["ci95"]}
+        name: _finite({"value": report["metrics"][name]["value"],
+                       "ci95": report["metrics"][name]["ci95"]})
         for name in CARD_METRICS if name in report.get("metrics", {})
     }
     breakdowns = report.get("breakdowns") or {}
@@ -126,8 +128,8 @@ def evaluation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     weakest = []
     if column is not None:
         groups = sorted(breakdowns[column]["groups"], key=lambda g: (g["accuracy"], -g["n"]))
-        weakest = [{"group": g["group"], "n": g["n"], "accuracy": g["accuracy"],
-                    "errors": g["errors"]} for g in groups[:WEAKEST]]
+        weakest = _finite([{"group": g["group"], "n": g["n"], "accuracy": g["accuracy"],
+                            "errors": g["errors"]} for g in groups[:WEAKEST]])
     data = report.get("data") or {}
     return {
         "split": report["split"],
@@ -141,6 +143,17 @@ def evaluation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "weakest": {"column": column, "groups": weakest} if column else None,
         "mlflow_run_id": (report.get("mlflow") or {}).get("run_id"),
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities -> None, so that the record is valid JSON (an undefined metric)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def evaluation_path(checkpoint: Path) -> Path:
@@ -162,7 +175,7 @@ def _value(entry: Mapping[str, Any] | None) -> str:
     if not entry or entry.get("value") is None:
         return "n/a"
     text = f"{entry['value']:.3f}"
-    if entry.get("ci95"):
+    if entry.get("ci95") and None not in entry["ci95"]:
         low, high = entry["ci95"]
         text += f" (95 % CI {low:.3f}-{high:.3f})"
     return text
