@@ -36,6 +36,12 @@ PARENT_KEY_TAG = "calcinet.parent_key"
 #: Tag of a sweep trial's run: RUNNING while it trains, then COMPLETE, PRUNED or FAIL.
 TRIAL_STATE_TAG = "calcinet.trial_state"
 
+#: The experiment tag MLflow 3's UI reads to choose an experiment's first page: without it an
+#: experiment opens on the GenAI overview (traces, tokens, cost); ``custom_model_development``
+#: (MLflow's "traditional ML" kind) opens the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 # MLflow retries a failed HTTP call 7 times with exponential back-off (minutes in all); a server
 # that went away mid-run should cost seconds, so unless the user chose otherwise retry briefly.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -364,6 +370,10 @@ def build_mlflow_logger(
             (Path(fallback_dir) / DEFAULT_DB).resolve()
         store_dir = Path(fallback_dir) if in_run else Path(root_dir)
         location = str(Path(artifact_location or store_dir / "mlartifacts").resolve())
+    from mlflow.tracking import MlflowClient
+
+    # Created here rather than by Lightning, which would create it untagged.
+    ensure_experiment(MlflowClient(tracking_uri=uri), experiment_name, location)
     return __getattr__("ResilientMLFlowLogger")(
         experiment_name=experiment_name,
         run_name=run_name,
@@ -373,6 +383,19 @@ def build_mlflow_logger(
         log_model=False,
         run_id=run_id,
     )
+
+
+def ensure_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created (with ``artifact_location``) when missing, and
+    tagged ``mlflow.experimentKind=custom_model_development`` either way, so that the MLflow UI
+    opens it on its runs table; an experiment made by an older calcinet gets the tag here."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def parent_run(client: Any, experiment_id: str, key: str, name: str) -> str:

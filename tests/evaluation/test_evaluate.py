@@ -395,3 +395,71 @@ def test_console_script_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> Non
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("calcinet-evaluation").experiment_id]
     )
     assert run.data.metrics["test/auroc"] == pytest.approx(report["metrics"]["auroc"]["value"])
+
+
+def test_evaluation_run_has_source_user_dataset_and_experiment_kind(
+    first: SimpleNamespace,
+) -> None:
+    import getpass
+
+    client = MlflowClient(tracking_uri=first.uri)
+    run = client.get_run(first.report["mlflow"]["run_id"])
+    tags = run.data.tags
+    assert tags["mlflow.user"] == getpass.getuser()
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+    assert tags["calcinet.training_run_id"] == first.parent
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.digest == first.report["data"]["fingerprint"]
+    assert entry.dataset.source_type == "code"
+    source = json.loads(entry.dataset.source)["tags"]
+    assert source["generator"] == "calcinet.data.phantom"
+    assert source["seed"] == str(first.report["data"]["describe"]["seed"])
+    assert {t.key: t.value for t in entry.tags}["mlflow.data.context"] == "test"
+    experiment = client.get_experiment(first.experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_model_card_carries_the_test_results(
+    first: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluate of a checkpoint -> export picks it up; evaluate of the exported, registered
+    model -> MODEL_CARD.md beside it and the version's description say so, and the evaluation
+    run links the model version."""
+    from calcinet.export import MlflowOptions, export_checkpoint
+    from calcinet.export.card import CARD_FILE, evaluation_path
+    from calcinet.export.metadata import file_sha256
+
+    record = json.loads(evaluation_path(first.ckpt).read_text())
+    assert record["checkpoint_sha256"] == file_sha256(first.ckpt)
+    metrics = first.report["metrics"]
+    assert record["evaluation"]["metrics"]["auroc"] == {
+        "value": metrics["auroc"]["value"], "ci95": metrics["auroc"]["ci95"]}
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", first.uri)
+    result = export_checkpoint(first.ckpt, tmp_path / "model" / "model.ts", torch_export=False,
+                               mlflow=MlflowOptions(register=True, register_as="calcinet-eval"))
+    assert result.metadata["card"]["evaluation"] == record["evaluation"]
+    card = (tmp_path / "model" / CARD_FILE).read_text()
+    low, high = metrics["auroc"]["ci95"]
+    assert (f"| auroc | {metrics['auroc']['value']:.3f} (95 % CI {low:.3f}-{high:.3f}) |"
+            in card)
+    groups = first.report["breakdowns"]["pattern"]["groups"]
+    worst = min(groups, key=lambda g: (g["accuracy"], -g["n"]))
+    assert f"- {worst['group']}: accuracy {worst['accuracy']:.2f}" in card
+
+    cfg = compose_config("evaluate", [f"model_path={result.torchscript}", *SMALL,
+                                      "bootstrap.seed=5"], tmp_path / "eval_ts")
+    report = evaluate(cfg)
+    client = MlflowClient(tracking_uri=first.uri)
+    version = client.get_model_version("calcinet-eval", result.mlflow.version)
+    run = client.get_run(report["mlflow"]["run_id"])
+    assert run.data.tags["calcinet.model_versions"] == f"calcinet-eval/{version.version}"
+    assert [m.model_id for m in run.inputs.model_inputs] == [result.mlflow.model_uri[8:]]
+    assert result.mlflow.model_uri.startswith("models:/m-")
+    assert report["model_card"]["registered_versions"] == [f"calcinet-eval/{version.version}"]
+    new = report["metrics"]["auroc"]
+    line = (f"| auroc | {new['value']:.3f} (95 % CI {new['ci95'][0]:.3f}-"
+            f"{new['ci95'][1]:.3f}) |")
+    assert line in (tmp_path / "model" / CARD_FILE).read_text()
+    assert line in version.description
+    assert "Research use only" in version.description

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -34,7 +35,7 @@ def test_logs_into_the_checkpoints_run_and_registers(
     )
     assert outcome.logged, outcome.notes
     assert outcome.run_id == run.info.run_id and outcome.tracking_uri == tmp_tracking
-    assert outcome.registered == "calcinet-test version 1"
+    assert outcome.registered == "calcinet-test version 1 (alias candidate)"
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
     assert artifacts == {"export/model.ts", "export/model.pt2"}
@@ -76,3 +77,84 @@ def test_no_run_id_and_new_run_false_skips(
         "the checkpoint names no MLflow run",
         "mlflow.new_run=false: not logged to MLflow",
     ]
+
+
+def _training_run(client: MlflowClient, tmp_path: Path, end_time: int) -> str:
+    experiment = client.create_experiment("calcinet", str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment, start_time=end_time - 60_000).info.run_id
+    client.set_terminated(run_id, "FINISHED", end_time=end_time)
+    return run_id
+
+
+def test_export_keeps_the_training_runs_end_and_tags_the_experiment(
+    tiny_export: ExportResult, tmp_tracking: str, tmp_path: Path
+) -> None:
+    from calcinet.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    client = MlflowClient(tmp_tracking)
+    end_time = 1_700_000_000_000
+    run_id = _training_run(client, tmp_path, end_time)
+    metadata = copy.deepcopy(tiny_export.metadata)
+    metadata["training"]["mlflow_run_id"] = run_id
+    outcome = log_export(tiny_export.torchscript, None, metadata, MlflowOptions(register_as=None))
+    assert outcome.logged, outcome.notes
+    info = client.get_run(run_id).info
+    assert (info.status, info.end_time, info.start_time) == ("FINISHED", end_time,
+                                                             end_time - 60_000)
+    # The experiment existed without the tag: calcinet sets it when it logs there.
+    experiment = client.get_experiment_by_name("calcinet")
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+
+
+def test_new_experiment_is_created_with_the_kind_tag(
+    tiny_export: ExportResult, tmp_tracking: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    outcome = log_export(tiny_export.torchscript, None, tiny_export.metadata,
+                         MlflowOptions(experiment_name="fresh", register_as=None))
+    assert outcome.logged, outcome.notes
+    tags = MlflowClient(tmp_tracking).get_experiment_by_name("fresh").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_debug_run_is_not_registered_unless_asked(
+    tiny_export: ExportResult, tmp_tracking: str, tmp_path: Path
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tmp_tracking)
+    metadata = copy.deepcopy(tiny_export.metadata)
+    metadata["training"]["mlflow_run_id"] = _training_run(client, tmp_path, 1_700_000_000_000)
+    metadata["card"]["debug"] = "smoke"
+    outcome = log_export(tiny_export.torchscript, None, metadata, MlflowOptions())
+    assert outcome.logged and outcome.registered is None
+    assert ("not registered: the checkpoint comes from a debug run (debug=smoke); "
+            "mlflow.register=true registers it") in outcome.notes
+    with pytest.raises(MlflowException):
+        client.get_registered_model("calcinet")
+    outcome = log_export(tiny_export.torchscript, None, metadata, MlflowOptions(register=False))
+    assert "mlflow.register=false: not registered" in outcome.notes
+    outcome = log_export(tiny_export.torchscript, None, metadata, MlflowOptions(register=True))
+    assert outcome.registered == "calcinet version 1 (alias candidate)"
+
+
+def test_each_version_gets_the_card_and_the_candidate_alias_moves(
+    tiny_export: ExportResult, tmp_tracking: str, tmp_path: Path
+) -> None:
+    from calcinet.export.card import render
+
+    client = MlflowClient(tmp_tracking)
+    metadata = copy.deepcopy(tiny_export.metadata)
+    metadata["training"]["mlflow_run_id"] = _training_run(client, tmp_path, 1_700_000_000_000)
+    first = log_export(tiny_export.torchscript, None, metadata, MlflowOptions())
+    assert first.version == "1"
+    assert str(client.get_model_version_by_alias("calcinet", "candidate").version) == "1"
+    second = log_export(tiny_export.torchscript, None, metadata, MlflowOptions())
+    assert second.version == "2"
+    version = client.get_model_version_by_alias("calcinet", "candidate")
+    assert str(version.version) == "2"
+    assert client.get_model_version("calcinet", "1").aliases == []
+    assert version.description == render(metadata)
+    assert version.tags["calcinet.checkpoint_sha256"] == \
+        metadata["training"]["checkpoint_sha256"]
+    assert version.tags["calcinet.training_data"] == metadata["card"]["training_data"]["kind"]

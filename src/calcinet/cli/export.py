@@ -34,6 +34,7 @@ def main(cfg: DictConfig) -> None:
             tolerance=float(cfg.parity.tolerance),
             seed=int(cfg.parity.seed),
             mlflow=MlflowOptions(**cfg.mlflow),
+            bundle_dir=Path(cfg.bundle_dir) if cfg.get("bundle_dir") else None,
         )
     except ExportError as error:
         fail(error)

@@ -1,6 +1,8 @@
 """Log an evaluation to MLflow: a run nested under the model's training run when the tracking
 store holds it, else a run of its own experiment; metrics as ``<prefix>/<metric>``, the
-report, predictions and figures as artifacts."""
+report, predictions and figures as artifacts; the evaluated data as the run's dataset input
+(``log_inputs``), the registered model version(s) of the evaluated checkpoint as its model
+input, and the source, user and git tags MLflow gives a training run."""
 
 from __future__ import annotations
 
@@ -72,11 +74,18 @@ def log_to_mlflow(
     Nested under the training run (tag ``mlflow.parentRunId``, same experiment) when the model
     records one that lives in this tracking store; otherwise a run of ``mlflow.experiment_name``.
     """
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context.registry import resolve_tags
 
-    from calcinet.tracking import is_remote, resolve_tracking_uri, run_url
+    from calcinet.tracking import (
+        ensure_experiment,
+        git_commit,
+        is_remote,
+        resolve_tracking_uri,
+        run_url,
+    )
 
     uri = resolve_tracking_uri(cfg.mlflow.get("tracking_uri"), cfg.paths.root_dir)
     client = MlflowClient(tracking_uri=uri)
@@ -91,20 +100,16 @@ def log_to_mlflow(
     else:
         try:
             experiment_id = client.get_run(parent).info.experiment_id
+            ensure_experiment(client, client.get_experiment(experiment_id).name)
         except MlflowException:
             why_not_nested = f"its training run {parent} is not in {uri}"
     if experiment_id is None:
         log.info("Evaluation run not nested: %s", why_not_nested)
         parent = None
-        name = str(cfg.mlflow.experiment_name)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            location = None
-            if not is_remote(uri):
-                location = str((Path(cfg.paths.root_dir) / "mlartifacts").resolve())
-            experiment_id = client.create_experiment(name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
+        location = None
+        if not is_remote(uri):
+            location = str((Path(cfg.paths.root_dir) / "mlartifacts").resolve())
+        experiment_id = ensure_experiment(client, str(cfg.mlflow.experiment_name), location)
 
     tags = {
         "calcinet.evaluation": "true",
@@ -120,6 +125,13 @@ def log_to_mlflow(
         tags["calcinet.training_run_id"] = model.training_run_id
     if parent:
         tags["mlflow.parentRunId"] = parent
+    versions = model_versions(client, checkpoint_sha256(model))
+    if versions:
+        tags["calcinet.model_versions"] = ", ".join(f"{v.name}/{v.version}" for v in versions)
+    commit = git_commit(Path(__file__).parent)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tags = resolve_tags(tags)  # mlflow.user, mlflow.source.name / type, as a training run gets
     run_name = cfg.mlflow.get("run_name") or f"evaluate-{report['split']}-{model.path.stem}"
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
@@ -142,6 +154,8 @@ def log_to_mlflow(
             client.log_artifact(run_id, str(out / name))
         if (out / "figures").is_dir():
             client.log_artifacts(run_id, str(out / "figures"), "figures")
+        client.log_inputs(run_id, datasets=[dataset_input(report)],
+                          models=[LoggedModelInput(i) for i in map(logged_model_id, versions) if i])
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -152,4 +166,89 @@ def log_to_mlflow(
         "parent_run_id": parent,
         "not_nested_because": why_not_nested,
         "url": run_url(uri, experiment_id, run_id),
+        "model_versions": [f"{v.name}/{v.version}" for v in versions],
     }
+
+
+def checkpoint_sha256(model: LoadedModel) -> str | None:
+    """The SHA-256 of the checkpoint the model is (a checkpoint) or was exported from."""
+    if model.kind == "checkpoint":
+        return model.identity.get("sha256")
+    return ((model.identity.get("metadata") or {}).get("training") or {}).get("checkpoint_sha256")
+
+
+def model_versions(client: Any, sha256: str | None) -> list[Any]:
+    """Registered model versions exported from the checkpoint with this SHA-256 (tag
+    ``calcinet.checkpoint_sha256``, set by calcinet-export); [] when none or no registry."""
+    from mlflow.exceptions import MlflowException
+
+    if not sha256:
+        return []
+    try:
+        versions = client.search_model_versions(
+            f"tags.`calcinet.checkpoint_sha256` = '{sha256}'")
+    except MlflowException:
+        return []
+    return sorted(versions, key=lambda v: (v.name, int(v.version)))
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The MLflow 3 logged model a registered version was made from (``models:/m-...``)."""
+    if version.model_id:
+        return version.model_id
+    source = str(version.source or "")
+    return source[len("models:/"):] if source.startswith("models:/m-") else None
+
+
+def dataset_input(report: Mapping[str, Any]) -> Any:
+    """The evaluated data as an MLflow dataset input: its source is the manifest (or
+    NoduleMNIST3D file) path, or for the phantom its seed and configuration; its digest the
+    data fingerprint; its context the split."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    data = report["data"]
+    describe = data.get("describe") or {}
+    path = describe.get("manifest") or describe.get("path")
+    if path:
+        source = resolve_dataset_source(str(path))
+    else:
+        source = CodeDatasetSource(tags={
+            "generator": "calcinet.data.phantom", "seed": str(describe.get("seed")),
+            "sizes": str(describe.get("sizes")),
+            "phantom": str(describe.get("phantom"))[:4000]})
+    name = f"{data.get('source')}-{report['split']}"
+    dataset = MetaDataset(source, name=name, digest=data.get("fingerprint"))
+    return DatasetInput(dataset._to_mlflow_entity(),
+                        tags=[InputTag("mlflow.data.context", str(report["split"]))])
+
+
+def update_registered_cards(uri: str, sha256: str | None,
+                            evaluation: Mapping[str, Any]) -> list[str]:
+    """Rewrite the description (the model card) of every registered version exported from
+    this checkpoint with ``evaluation``; returns ``name/version`` of those updated."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from calcinet.export.card import render, with_evaluation
+    from calcinet.export.mlflow_model import description_text
+
+    client = MlflowClient(tracking_uri=uri)
+    updated = []
+    for version in model_versions(client, sha256):
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        try:
+            info = mlflow.models.get_model_info(f"models:/{version.name}/{version.version}")
+        finally:
+            mlflow.set_tracking_uri(previous)
+        metadata = (info.metadata or {}).get("calcinet")
+        if not metadata:
+            continue
+        card = render(with_evaluation(metadata, evaluation))
+        client.update_model_version(version.name, version.version,
+                                    description=description_text(card))
+        updated.append(f"{version.name}/{version.version}")
+    return updated

@@ -37,7 +37,7 @@ from calcinet.evaluation.metrics import (
     confusion_counts,
     evaluate_with_bootstrap,
 )
-from calcinet.evaluation.mlflow_log import log_to_mlflow
+from calcinet.evaluation.mlflow_log import log_to_mlflow, update_registered_cards
 from calcinet.evaluation.predict import (
     TTA_FLIPS,
     LoadedModel,
@@ -472,8 +472,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_markdown(report, out / "report.md")
     if cfg.mlflow.enabled:
         report["mlflow"] = log_to_mlflow(cfg, report, model, out)
+    report["model_card"] = _update_model_card(report, model)
     _print_summary(report, out, time.perf_counter() - started)
     return report
+
+
+def _update_model_card(report: dict[str, Any], model: LoadedModel) -> dict[str, Any]:
+    """Held-out results go to the model card: beside the checkpoint or the exported model
+    (:func:`calcinet.export.card.record_evaluation`) and into the descriptions of the registered
+    versions exported from that checkpoint."""
+    from calcinet.export.card import evaluation_summary, record_evaluation
+
+    sha256, written = record_evaluation(report, model.kind, model.path, model.identity)
+    updated: list[str] = []
+    if report.get("mlflow") and sha256:
+        updated = update_registered_cards(report["mlflow"]["tracking_uri"], sha256,
+                                          evaluation_summary(report))
+    return {"files": [str(p) for p in written], "registered_versions": updated}
 
 
 def _notes(report: Mapping[str, Any], model: LoadedModel, split: str) -> list[str]:

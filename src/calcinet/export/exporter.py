@@ -3,7 +3,8 @@
 Steps: read and check the checkpoint; wrap its network with the HU window and the sigmoid;
 script it (and export a program); write both to temporary files beside the outputs; reload them
 in a fresh process and compare with the checkpoint; write the final files, whose metadata records
-that comparison, by atomic rename; log them to MLflow.
+that comparison, by atomic rename; write the model card beside them (``MODEL_CARD.md``) and,
+when asked, a MONAI bundle; log them to MLflow.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calcinet.export.card import CARD_FILE, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
 from calcinet.export.mlflow_model import MlflowOptions, MlflowOutcome, log_export
@@ -18,7 +20,7 @@ from calcinet.export.parity import ParityResult, check_batch, check_parity
 from calcinet.export.torch_export import ProgramExportError, export_program, save_program
 from calcinet.export.torchscript import save_torchscript, to_torchscript
 from calcinet.export.wrapper import HUClassifier
-from calcinet.files import atomic_replace, temporary_beside
+from calcinet.files import atomic_replace, atomic_write, temporary_beside
 from calcinet.training.checkpoints import find_checkpoint
 
 
@@ -31,6 +33,8 @@ class ExportResult:
     parity: ParityResult
     metadata: dict
     mlflow: MlflowOutcome
+    card: Path | None = None
+    bundle: Path | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,9 +74,13 @@ def export_checkpoint(
     tolerance: float = 1e-5,
     seed: int = 0,
     mlflow: MlflowOptions | None = None,
+    bundle_dir: str | Path | None = None,
 ) -> ExportResult:
     """Export ``ckpt_path`` (a checkpoint, or a training run folder: its best checkpoint);
-    returns an :class:`ExportResult` or raises :class:`ExportError`."""
+    returns an :class:`ExportResult` or raises :class:`ExportError`.
+
+    Beside the TorchScript file: ``MODEL_CARD.md`` (also inside it as ``model_card.md``).
+    ``bundle_dir``: also write a MONAI bundle there (:mod:`calcinet.export.bundle`)."""
     ckpt_path = Path(ckpt_path)
     if ckpt_path.is_dir():
         try:
@@ -159,5 +167,18 @@ def export_checkpoint(
         atomic_replace(ts_tmp, output)
         if program is not None and program_path is not None:
             atomic_replace(pt2_tmp, program_path)
+    card = write_card(output.parent / CARD_FILE, metadata)
+    bundle = None
+    if bundle_dir is not None:
+        from calcinet.export.bundle import write_bundle
+
+        bundle = write_bundle(Path(bundle_dir), output, metadata)
     outcome = log_export(output, program_path, metadata, mlflow or MlflowOptions(enabled=False))
-    return ExportResult(output, program_path, parity, metadata, outcome, notes)
+    return ExportResult(output, program_path, parity, metadata, outcome, card, bundle, notes)
+
+
+def write_card(path: Path, metadata: dict) -> Path:
+    """Write the model card of ``metadata`` to ``path`` (atomically); returns ``path``."""
+    with atomic_write(path, ".md") as temporary:
+        temporary.write_text(render(metadata))
+    return path

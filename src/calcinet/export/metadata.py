@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from calcinet import __version__
+from calcinet.export.card import card_facts, read_evaluation
 from calcinet.export.checkpoint import CheckpointInfo, plain
 from calcinet.imaging import pad_value_hu
 from calcinet.inference.metadata import FORMAT, FORMAT_VERSION, INPUT_LAYOUT, ORIENTATION
@@ -35,8 +36,12 @@ def build_metadata(
     torchscript_method: str,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """The metadata of a model exported from ``info``; ``export.parity`` is filled in later."""
+    """The metadata of a model exported from ``info``; ``export.parity`` is filled in later.
+
+    ``card`` holds the model card's facts (training data, intended use, licence, the last
+    held-out evaluation of this very checkpoint when one is recorded beside it)."""
     x, y, z = info.patch_size
+    sha256 = file_sha256(info.path)
     low, high = info.hu_window
     run = info.run
     return {
@@ -104,8 +109,9 @@ def build_metadata(
             "calcinet_version": run.get("calcinet_version"),
             "val_metrics": plain(run.get("val_metrics") or {}),
             "checkpoint": str(info.path.resolve()),
-            "checkpoint_sha256": file_sha256(info.path),
+            "checkpoint_sha256": sha256,
         },
+        "card": card_facts(run, read_evaluation(info.path, sha256)),
         "export": {
             "calcinet_version": __version__,
             "torch_version": str(torch.__version__),

@@ -26,6 +26,10 @@ def summary(result: ExportResult) -> str:
         )
         + f" on {parity.num_patches} patches, tolerance {parity.tolerance:g}, {parity.checked_in}",
     ]
+    if result.card is not None:
+        lines.append(f"Model card:    {result.card}")
+    if result.bundle is not None:
+        lines.append(f"MONAI bundle:  {result.bundle}")
     outcome = result.mlflow
     if outcome.logged:
         lines.append(

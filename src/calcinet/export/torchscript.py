@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from calcinet.export.card import CARD_EXTRA_FILE, render
 from calcinet.inference.metadata import METADATA_FILE, dumps
 from calcinet.inference.model import quiet_torchscript
 
@@ -38,7 +39,10 @@ def to_torchscript(model: nn.Module, example: torch.Tensor) -> tuple[torch.jit.S
 
 
 def save_torchscript(module: torch.jit.ScriptModule, path: Path, metadata: dict | None) -> None:
-    """Write ``module`` with ``metadata.json`` as an extra file to ``path``."""
-    extra = {METADATA_FILE: dumps(metadata)} if metadata is not None else {}
+    """Write ``module`` with ``metadata.json`` and the model card (``model_card.md``) as extra
+    files to ``path``."""
+    extra = {}
+    if metadata is not None:
+        extra = {METADATA_FILE: dumps(metadata), CARD_EXTRA_FILE: render(metadata)}
     with quiet_torchscript():
         torch.jit.save(module, str(path), _extra_files=extra)

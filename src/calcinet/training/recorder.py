@@ -109,7 +109,7 @@ class RunRecorder(Callback):
             "calcinet.config_hash": run_info["config_hash"],
             "calcinet.data_fingerprint": run_info["data_fingerprint"],
             "calcinet.data_source": source.kind,
-            "calcinet.debug_config": run_info.get("debug_config") or "none",
+            "calcinet.debug_config": run_info.get("debug") or "none",
             "calcinet.output_dir": str(self.output_dir.resolve()),
         }
         commit = git_commit(Path(calcinet.__file__).parent) or git_commit(

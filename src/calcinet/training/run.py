@@ -30,12 +30,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+import calcinet
 from calcinet import __version__
 from calcinet.config import ConfigError, validate_train_config
 from calcinet.data.datamodule import CalciDataModule
-from calcinet.data.splits import PURPOSES, split_problems
+from calcinet.data.splits import PURPOSES, SPLITS, split_problems
 from calcinet.sweeps.trial import SweepTrial
-from calcinet.tracking import RUN_ID_FILE
+from calcinet.tracking import RUN_ID_FILE, git_commit
 from calcinet.training.checkpoints import BEST, best_saved, newest_last
 from calcinet.training.recorder import RunRecorder
 from calcinet.training.report import report_run, report_stopped
@@ -297,16 +298,22 @@ def run_info(cfg: DictConfig, resolved: dict[str, Any], parts: Parts) -> dict[st
             json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16],
         "data_fingerprint": parts.datamodule.source.fingerprint(),
         "output_dir": str(parts.output_dir.resolve()),
-        # debug=smoke / overfit / profile: such a run's models are not registered on export.
-        "debug_config": _hydra_choice("debug"),
+        # Read by calcinet-export: the model card and the registration policy.
+        "debug": _debug_choice(),
+        "data": {"kind": parts.datamodule.source.kind,
+                 "describe": parts.datamodule.source.describe(),
+                 "class_counts": {split: parts.datamodule.class_counts(split)
+                                  for split in SPLITS}},
+        "git_commit": git_commit(Path(calcinet.__file__).parent)
+        or git_commit(resolved["paths"]["root_dir"]),
     }
 
 
-def _hydra_choice(group: str) -> str | None:
-    """The option of config group ``group`` this Hydra run composed (None outside Hydra)."""
+def _debug_choice() -> str | None:
+    """The ``debug=`` option the run was composed with (``smoke``), else None."""
     if not HydraConfig.initialized():
         return None
-    choice = HydraConfig.get().runtime.choices.get(group)
+    choice = HydraConfig.get().runtime.choices.get("debug")
     return None if choice in (None, "null") else str(choice)
 
 
