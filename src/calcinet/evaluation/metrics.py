@@ -449,8 +449,13 @@ def roc_at(
         # (0, 0) then thresholds from the highest down: both rates non-decreasing.
         fpr = np.r_[0.0, fp[b, ::-1] / total_neg[b]]
         tpr = np.r_[0.0, tp[b, ::-1] / total_pos[b]]
-        last = np.r_[fpr[1:] != fpr[:-1], True]  # a vertical step ends at its highest point
-        out[b] = np.interp(grid, fpr[last], tpr[last])
+        # The last point at or left of f (the top of a vertical step) and the first right of it.
+        after = np.searchsorted(fpr, grid, side="right")
+        at = after - 1
+        nxt = np.minimum(after, len(fpr) - 1)
+        run = fpr[nxt] - fpr[at]
+        slope = _ratio(tpr[nxt] - tpr[at], run)
+        out[b] = tpr[at] + np.where(run > 0, (grid - fpr[at]) * np.nan_to_num(slope), 0.0)
     return out[0] if weights is None else out
 
 

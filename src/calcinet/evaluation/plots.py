@@ -328,6 +328,16 @@ def finding_figure(
     hu_window: Sequence[float],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> Path:
+    """Write :func:`draw_findings` to ``path`` (PNG); returns the path."""
+    return _save(draw_findings(items, title, hu_window, spacing), path)
+
+
+def draw_findings(
+    items: Sequence[Mapping[str, Any]],
+    title: str,
+    hu_window: Sequence[float],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Figure:
     """One block per finding: axial, coronal and sagittal slices through the patch centre (the
     finding), the plain patch in grey with its HU colour bar and, below it, the Grad-CAM map
     over the patch with its own colour bar (0 to 1, 1 most important); orientation letters on
@@ -380,4 +390,4 @@ def finding_figure(
     for block in blocks[len(items):]:
         block.text(0.5, 0.5, "nothing to show", ha="center")
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return figure

@@ -37,8 +37,27 @@ def render_montage(
     patterns: Sequence[str] | None = None,
     window=BONE_WINDOW,
 ) -> Path:
-    """Write a PNG with one row per pattern (all 20 by default; sample `seed` of each) and the three
-    orthogonal slices through the lesion centre, in a bone window. Returns the path."""
+    """Write :func:`montage_figure` as a PNG to ``path``; returns the path."""
+    figure = montage_figure(config, seed, patterns, window)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def montage_figure(
+    config: PhantomConfig | None = None,
+    seed: int = 0,
+    patterns: Sequence[str] | None = None,
+    window=BONE_WINDOW,
+):
+    """A matplotlib ``Figure`` with one row per pattern (all 20 by default; sample ``seed`` of
+    each) and the axial, coronal and sagittal slices through the lesion centre in ``window``
+    (level, width HU), orientation letters on every slice.
+
+    Raises:
+        ValueError: an unknown pattern.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -83,7 +102,4 @@ def render_montage(
         "lesion, radiological convention",
         fontsize=10,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return fig
