@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 QUICK = [
-    "data.source.num_train=400",
-    "data.source.num_val=200",
-    "data.source.num_test=200",
-    "trainer.max_epochs=4",
+    "data.source.num_train=160",
+    "data.source.num_val=80",
+    "data.source.num_test=120",
+    "trainer.max_epochs=3",
     "logger=none",
 ]
 #: evaluation figure -> README picture
