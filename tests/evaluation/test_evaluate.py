@@ -33,6 +33,7 @@ SMALL = [
 FIGURES = (
     "roc",
     "pr",
+    "decision_curve",
     "calibration",
     "confusion",
     "histogram",
@@ -95,6 +96,12 @@ def test_writes_predictions_report_and_figures(first: SimpleNamespace) -> None:
     assert predictions["id"].is_unique and set(predictions["label"]) == {0, 1}
     markdown = (out / "report.md").read_text()
     assert "## Metrics" in markdown and "## By pattern" in markdown and "Grad-CAM" in markdown
+    assert "## Decision curve" in markdown and "figures/decision_curve.png" in markdown
+    report = json.loads((out / "report.json").read_text())
+    rows = {row["threshold"]: row for row in report["decision_curve"]["rows"]}
+    operating = report["operating_point"]["threshold"]
+    assert {0.05, 0.1, 0.2, 0.3, 0.5} <= set(rows)
+    assert (operating in rows and rows[operating]["operating"]) or not 0 < operating < 1
 
 
 def test_report_numbers_are_scikit_learns(first: SimpleNamespace) -> None:
@@ -140,7 +147,7 @@ def test_report_numbers_are_scikit_learns(first: SimpleNamespace) -> None:
     groups = report["breakdowns"]["pattern"]["groups"]
     assert sum(g["n"] for g in groups) == 24
     assert report["gradcam"]["status"] == "produced"
-    assert report["gradcam"]["layer"] == "stages.1.1.conv"
+    assert report["gradcam"]["layer"] == "stages.0.1"  # the deepest 12^3 map of a 24^3 patch
 
 
 def test_mlflow_run_is_nested_under_the_training_run(first: SimpleNamespace) -> None:

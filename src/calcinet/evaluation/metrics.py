@@ -368,3 +368,230 @@ def evaluate_with_bootstrap(
         n_units=n_units,
         undefined={k: v for k, v in missing.items() if v},
     )
+
+
+# --- curves: decision curve and bootstrap bands -----------------------------------------------
+#: Threshold probabilities of the decision curve: 1 % to 99 % in steps of 1 %.
+DECISION_THRESHOLDS = np.round(np.arange(1, 100) / 100, 2)
+#: Where the ROC band is read (false-positive rate) and the PR band (recall).
+FPR_GRID = np.linspace(0.0, 1.0, 101)
+RECALL_GRID = np.linspace(0.01, 1.0, 100)
+
+
+def net_benefit(
+    label: np.ndarray,
+    probability: np.ndarray,
+    thresholds: Sequence[float] | np.ndarray = DECISION_THRESHOLDS,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Net benefit of treating the findings with ``probability >= pt``, for each threshold
+    probability ``pt`` (Vickers & Elkin, Med Decis Making 2006;26:565-574):
+
+        NB(pt) = TP / n - FP / n * pt / (1 - pt)
+
+    a true positive counts 1 and a false positive ``pt / (1 - pt)``, the exchange rate a reader
+    accepts when choosing ``pt``. With ``weights`` (``[B, n]`` bootstrap counts) the counts are
+    weighted and the result is ``[B, T]``; otherwise ``[T]``.
+
+    Raises:
+        ValueError: a threshold outside (0, 1).
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    if np.any((thresholds <= 0) | (thresholds >= 1)):
+        raise ValueError(f"decision thresholds {thresholds.tolist()}: expected 0 < pt < 1")
+    label = np.asarray(label, dtype=float)
+    treated = (np.asarray(probability, dtype=float)[:, None] >= thresholds[None, :]).astype(float)
+    rows = np.ones((1, len(label))) if weights is None else np.atleast_2d(weights)
+    n = rows.sum(axis=1, keepdims=True)
+    tp = rows @ (label[:, None] * treated)
+    fp = rows @ ((1.0 - label)[:, None] * treated)
+    result = _ratio(tp, n) - _ratio(fp, n) * (thresholds / (1.0 - thresholds))[None, :]
+    return result[0] if weights is None else result
+
+
+def treat_all_net_benefit(
+    label: np.ndarray, thresholds: Sequence[float] | np.ndarray = DECISION_THRESHOLDS
+) -> np.ndarray:
+    """Net benefit of treating every finding: ``prevalence - (1 - prevalence) * pt / (1 - pt)``
+    (treating none is 0 at every threshold)."""
+    prevalence = float(np.mean(np.asarray(label, dtype=float)))
+    thresholds = np.asarray(thresholds, dtype=float)
+    return prevalence - (1.0 - prevalence) * thresholds / (1.0 - thresholds)
+
+
+def _curve_points(
+    label: np.ndarray, probability: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted true- and false-positive counts at every distinct probability (``p >= p_g``,
+    thresholds ascending) and the class totals, each ``[B, G]`` / ``[B]``."""
+    order = np.argsort(probability, kind="mergesort")
+    sorted_p = probability[order]
+    group_end = np.r_[np.nonzero(np.diff(sorted_p))[0], len(sorted_p) - 1]
+    w_sorted, y_sorted = weights[:, order], label[order]
+    cum_pos = np.cumsum(w_sorted * y_sorted, axis=1)[:, group_end]
+    cum_neg = np.cumsum(w_sorted * (1.0 - y_sorted), axis=1)[:, group_end]
+    total_pos, total_neg = cum_pos[:, -1], cum_neg[:, -1]
+    tp = total_pos[:, None] - np.c_[np.zeros(len(weights)), cum_pos[:, :-1]]
+    fp = total_neg[:, None] - np.c_[np.zeros(len(weights)), cum_neg[:, :-1]]
+    return tp, fp, total_pos, total_neg
+
+
+def roc_at(
+    label: np.ndarray,
+    probability: np.ndarray,
+    weights: np.ndarray | None = None,
+    grid: np.ndarray = FPR_GRID,
+) -> np.ndarray:
+    """Sensitivity at each false-positive rate of ``grid`` on the ROC curve (points joined by
+    straight lines, the curve whose area is the AUROC), ``[B, len(grid)]`` for ``[B, n]``
+    ``weights`` (NaN for a resample without both classes) or ``[len(grid)]`` without."""
+    label, probability = np.asarray(label, float), np.asarray(probability, float)
+    rows = np.ones((1, len(label))) if weights is None else np.atleast_2d(weights)
+    tp, fp, total_pos, total_neg = _curve_points(label, probability, rows)
+    out = np.full((len(rows), len(grid)), np.nan)
+    for b in range(len(rows)):
+        if total_pos[b] == 0 or total_neg[b] == 0:
+            continue
+        # (0, 0) then thresholds from the highest down: both rates non-decreasing.
+        fpr = np.r_[0.0, fp[b, ::-1] / total_neg[b]]
+        tpr = np.r_[0.0, tp[b, ::-1] / total_pos[b]]
+        # The last point at or left of f (the top of a vertical step) and the first right of it.
+        after = np.searchsorted(fpr, grid, side="right")
+        at = after - 1
+        nxt = np.minimum(after, len(fpr) - 1)
+        run = fpr[nxt] - fpr[at]
+        slope = _ratio(tpr[nxt] - tpr[at], run)
+        out[b] = tpr[at] + np.where(run > 0, (grid - fpr[at]) * np.nan_to_num(slope), 0.0)
+    return out[0] if weights is None else out
+
+
+def precision_at(
+    label: np.ndarray,
+    probability: np.ndarray,
+    weights: np.ndarray | None = None,
+    grid: np.ndarray = RECALL_GRID,
+) -> np.ndarray:
+    """Precision at each recall of ``grid`` (0 < r <= 1): the precision at the highest threshold
+    whose recall reaches ``r``, the step curve whose area is the average precision. Shapes as in
+    :func:`roc_at`."""
+    label, probability = np.asarray(label, float), np.asarray(probability, float)
+    rows = np.ones((1, len(label))) if weights is None else np.atleast_2d(weights)
+    tp, fp, total_pos, _ = _curve_points(label, probability, rows)
+    out = np.full((len(rows), len(grid)), np.nan)
+    for b in range(len(rows)):
+        if total_pos[b] == 0:
+            continue
+        recall = tp[b, ::-1] / total_pos[b]  # thresholds from the highest down: non-decreasing
+        precision = tp[b, ::-1] / np.maximum(tp[b, ::-1] + fp[b, ::-1], 1e-300)
+        out[b] = precision[np.searchsorted(recall, grid - 1e-12, side="left")]
+    return out[0] if weights is None else out
+
+
+@dataclass
+class CurveBands:
+    """Point curves and 95 % percentile bands (2.5 %, 97.5 %) on fixed grids.
+
+    ``roc``: sensitivity at :data:`FPR_GRID`; ``pr``: precision at :data:`RECALL_GRID`;
+    ``net_benefit``: at :data:`DECISION_THRESHOLDS` and any extra thresholds. Each entry is
+    ``{"grid", "value", "low", "high"}`` (arrays); the bands are NaN without resamples.
+    """
+
+    roc: dict[str, np.ndarray]
+    pr: dict[str, np.ndarray]
+    net_benefit: dict[str, np.ndarray]
+    n_resamples: int
+    unit: str
+
+
+def curve_bands(
+    label: np.ndarray,
+    probability: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    extra_thresholds: Sequence[float] = (),
+) -> CurveBands:
+    """ROC, precision-recall and decision curves with percentile-bootstrap bands.
+
+    The resamples are those of :func:`evaluate_with_bootstrap` with the same ``n_resamples``,
+    ``seed`` and ``groups`` (patients when given): the bands and the metric intervals of a report
+    come from the same draws. ``extra_thresholds`` (in (0, 1), e.g. the operating threshold) join
+    :data:`DECISION_THRESHOLDS` on the decision curve's grid.
+    """
+    label = np.asarray(label, dtype=int)
+    probability = np.asarray(probability, dtype=float)
+    check_binary(label, probability)
+    decision_grid = np.unique(
+        np.r_[DECISION_THRESHOLDS, [t for t in extra_thresholds if 0 < t < 1]]
+    )
+    curves = {
+        "roc": (FPR_GRID, lambda w: roc_at(label, probability, w, FPR_GRID)),
+        "pr": (RECALL_GRID, lambda w: precision_at(label, probability, w, RECALL_GRID)),
+        "net_benefit": (
+            decision_grid,
+            lambda w: net_benefit(label, probability, decision_grid, w),
+        ),
+    }
+    drawn: dict[str, list[np.ndarray]] = {name: [] for name in curves}
+    for weights in bootstrap_weights(len(label), n_resamples, seed, groups):
+        for name, (_, compute) in curves.items():
+            drawn[name].append(compute(weights))
+    out = {}
+    for name, (grid, compute) in curves.items():
+        value = compute(None)
+        low = high = np.full(len(grid), np.nan)
+        if drawn[name]:
+            values = np.concatenate(drawn[name])
+            values = values[np.isfinite(values).all(axis=1)]
+            if len(values):
+                low, high = np.percentile(values, [2.5, 97.5], axis=0)
+        out[name] = {"grid": grid, "value": value, "low": low, "high": high}
+    return CurveBands(
+        **out, n_resamples=int(n_resamples), unit="sample" if groups is None else "patient"
+    )
+
+
+#: Threshold probabilities the report's decision-curve table shows (with the operating one).
+DECISION_TABLE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def decision_summary(
+    label: np.ndarray, bands: CurveBands, operating_threshold: float | None = None
+) -> dict[str, Any]:
+    """The decision curve of ``bands`` for a report: the whole curve (``threshold``,
+    ``net_benefit``, ``low``, ``high``, ``treat_all``) and ``rows`` at
+    :data:`DECISION_TABLE_THRESHOLDS` and the operating threshold (when on the curve's grid)."""
+    curve = bands.net_benefit
+    grid = np.asarray(curve["grid"], dtype=float)
+    treat_all = treat_all_net_benefit(label, grid)
+    wanted = set(DECISION_TABLE_THRESHOLDS)
+    if operating_threshold is not None:
+        wanted.add(float(operating_threshold))
+    rows = []
+    for threshold in sorted(wanted):
+        hits = np.flatnonzero(np.isclose(grid, threshold, rtol=0, atol=1e-12))
+        if not len(hits):
+            continue
+        i = int(hits[0])
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "operating": operating_threshold is not None
+                and bool(np.isclose(threshold, operating_threshold, rtol=0, atol=1e-12)),
+                "net_benefit": float(curve["value"][i]),
+                "ci95": [float(curve["low"][i]), float(curve["high"][i])],
+                "treat_all": float(treat_all[i]),
+            }
+        )
+    return {
+        "reference": "Vickers & Elkin, Med Decis Making 2006;26:565-574",
+        "formula": "TP/n - FP/n * pt/(1 - pt), treated when p >= pt",
+        "rows": rows,
+        "curve": {
+            "threshold": grid,
+            "net_benefit": curve["value"],
+            "low": curve["low"],
+            "high": curve["high"],
+            "treat_all": treat_all,
+        },
+    }

@@ -12,8 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
+
+from calcinet.evaluation.metrics import CurveBands, net_benefit, treat_all_net_benefit
+from calcinet.views import VIEWS, display_slice, mark_orientation, pixel_aspect
 
 DPI = 120
 _POINT_STYLES = ("o", "s", "^", "D")
@@ -37,6 +42,14 @@ def _rates(label: np.ndarray, probability: np.ndarray, threshold: float) -> dict
     }
 
 
+def _counts(label: np.ndarray) -> str:
+    return f"n = {int(np.sum(label == 1))} malignant / {int(np.sum(label == 0))} benign"
+
+
+def _band_label(bands: Any) -> str:
+    return f"95 % band ({bands.n_resamples} bootstrap resamples of {bands.unit}s)"
+
+
 def roc_figure(
     label: np.ndarray,
     probability: np.ndarray,
@@ -44,21 +57,34 @@ def roc_figure(
     path: Path,
     auroc: float | None = None,
     title: str = "ROC curve",
+    bands: CurveBands | None = None,
+    auroc_ci: Sequence[float] | None = None,
 ) -> Path:
-    """ROC curve with each named threshold of ``points`` marked."""
+    """ROC curve with each named threshold of ``points`` marked, the numbers of malignant and
+    benign findings in the title and, with ``bands``, the bootstrap band of the sensitivity at
+    each false-positive rate."""
     fpr, tpr, _ = roc_curve(label, probability)
     figure = Figure(figsize=(5, 5))
     ax = figure.add_subplot()
-    shown = f" (AUROC {auroc:.3f})" if auroc is not None else ""
-    ax.plot(fpr, tpr, lw=2, label=f"model{shown}")
+    shown = f" (AUROC {auroc:.3f}{_ci(auroc_ci)})" if auroc is not None else ""
+    if bands is not None and np.all(np.isfinite(bands.roc["low"])):
+        ax.fill_between(
+            bands.roc["grid"], bands.roc["low"], bands.roc["high"], color="C0", alpha=0.2,
+            lw=0, label=_band_label(bands),
+        )
+    ax.plot(fpr, tpr, lw=2, color="C0", label=f"model{shown}")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    for style, (name, threshold) in zip(_POINT_STYLES, points.items(), strict=False):
+    for index, (style, (name, threshold)) in enumerate(
+        zip(_POINT_STYLES, points.items(), strict=False)
+    ):
         r = _rates(label, probability, threshold)
         ax.plot(
             r["fpr"],
             r["tpr"],
             style,
-            ms=8,
+            ms=9 if index == 0 else 7,
+            color=f"C{index + 1}",
+            markeredgecolor="black",
             label=f"{name} (t={threshold:.3f}): sens {r['tpr']:.2f}, spec {1 - r['fpr']:.2f}",
         )
     ax.set(
@@ -66,7 +92,7 @@ def roc_figure(
         ylabel="sensitivity (true-positive rate)",
         xlim=(-0.01, 1.01),
         ylim=(-0.01, 1.01),
-        title=title,
+        title=f"{title}\n{_counts(label)}",
     )
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
@@ -80,28 +106,91 @@ def pr_figure(
     path: Path,
     ap: float | None = None,
     title: str = "Precision-recall curve",
+    bands: CurveBands | None = None,
+    ap_ci: Sequence[float] | None = None,
 ) -> Path:
-    """Precision-recall curve with each named threshold marked and the class prior as baseline."""
+    """Precision-recall curve with each named threshold marked, the class prior as baseline, the
+    numbers of malignant and benign findings in the title and, with ``bands``, the bootstrap band
+    of the precision at each recall."""
     precision, recall, _ = precision_recall_curve(label, probability)
     prior = float(np.mean(label))
     figure = Figure(figsize=(5, 5))
     ax = figure.add_subplot()
-    shown = f" (AP {ap:.3f})" if ap is not None else ""
-    ax.step(recall, precision, where="post", lw=2, label=f"model{shown}")
+    shown = f" (AP {ap:.3f}{_ci(ap_ci)})" if ap is not None else ""
+    if bands is not None and np.all(np.isfinite(bands.pr["low"])):
+        ax.fill_between(
+            bands.pr["grid"], bands.pr["low"], bands.pr["high"], step="pre", color="C0",
+            alpha=0.2, lw=0, label=_band_label(bands),
+        )
+    ax.step(recall, precision, where="post", lw=2, color="C0", label=f"model{shown}")
     ax.axhline(prior, ls="--", color="grey", lw=1, label=f"prevalence {prior:.2f}")
-    for style, (name, threshold) in zip(_POINT_STYLES, points.items(), strict=False):
+    for index, (style, (name, threshold)) in enumerate(
+        zip(_POINT_STYLES, points.items(), strict=False)
+    ):
         r = _rates(label, probability, threshold)
-        ax.plot(r["tpr"], r["precision"], style, ms=8, label=f"{name} (t={threshold:.3f})")
+        ax.plot(
+            r["tpr"],
+            r["precision"],
+            style,
+            ms=9 if index == 0 else 7,
+            color=f"C{index + 1}",
+            markeredgecolor="black",
+            label=f"{name} (t={threshold:.3f}): PPV {r['precision']:.2f}, sens {r['tpr']:.2f}",
+        )
     ax.set(
         xlabel="recall (sensitivity)",
         ylabel="precision (PPV)",
         xlim=(-0.01, 1.01),
         ylim=(-0.01, 1.01),
-        title=title,
+        title=f"{title}\n{_counts(label)}",
     )
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.3)
     return _save(figure, path)
+
+
+def decision_curve_figure(
+    label: np.ndarray,
+    probability: np.ndarray,
+    bands: CurveBands,
+    path: Path,
+    operating_threshold: float | None = None,
+    title: str = "Decision curve",
+) -> Path:
+    """Net benefit against threshold probability (Vickers & Elkin 2006) of the model, with its
+    bootstrap band, beside "treat all" and "treat none"; the operating threshold marked."""
+    curve = bands.net_benefit
+    grid = curve["grid"]
+    treat_all = treat_all_net_benefit(label, grid)
+    prevalence = float(np.mean(label))
+    figure = Figure(figsize=(6, 4.5))
+    ax = figure.add_subplot()
+    if np.all(np.isfinite(curve["low"])):
+        ax.fill_between(grid, curve["low"], curve["high"], color="C0", alpha=0.2, lw=0,
+                        label=_band_label(bands))
+    ax.plot(grid, curve["value"], lw=2, color="C0", label="model")
+    ax.plot(grid, treat_all, color="C3", lw=1.2, label="treat all")
+    ax.axhline(0.0, color="black", lw=1.2, ls="--", label="treat none")
+    if operating_threshold is not None and 0 < operating_threshold < 1:
+        value = float(net_benefit(label, probability, [operating_threshold])[0])
+        ax.plot(operating_threshold, value, "o", ms=9, color="C1", markeredgecolor="black",
+                label=f"operating threshold {operating_threshold:.3f}: net benefit {value:.3f}")
+    ax.set(
+        xlabel="threshold probability (treat when p >= threshold)",
+        ylabel="net benefit (true positives per finding)",
+        xlim=(0, 1),
+        ylim=(-0.05, max(0.05, prevalence) * 1.1),
+        title=f"{title}\n{_counts(label)}, prevalence {prevalence:.2f}",
+    )
+    ax.legend(loc="upper right", fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _ci(interval: Sequence[float] | None) -> str:
+    if interval is None or not all(v is not None and np.isfinite(v) for v in interval):
+        return ""
+    return f", 95 % CI {interval[0]:.3f}-{interval[1]:.3f}"
 
 
 def reliability_figure(
@@ -226,41 +315,79 @@ def breakdown_figure(table: pd.DataFrame, column: str, path: Path) -> Path:
     return _save(figure, path)
 
 
-def _centre_slice(volume: np.ndarray, view: str) -> np.ndarray:
-    """The slice through the centre of an ``[X, Y, Z]`` (RAS) volume, transposed so that the
-    second named axis runs upwards (y for axial, z for coronal and sagittal)."""
-    cx, cy, cz = (s // 2 for s in volume.shape)
-    cut = {"axial": volume[:, :, cz], "coronal": volume[:, cy, :], "sagittal": volume[cx, :, :]}
-    return cut[view].T
+#: Colormap of the Grad-CAM overlays: perceptually uniform and readable in grey print.
+CAM_COLORMAP = "magma"
+#: Opacity of the Grad-CAM overlay on the grey patch.
+CAM_ALPHA = 0.55
 
 
-def montage_figure(items: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:
-    """One row per item, three columns (axial, coronal, sagittal through the centre).
+def finding_figure(
+    items: Sequence[Mapping[str, Any]],
+    path: Path,
+    title: str,
+    hu_window: Sequence[float],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Path:
+    """Write :func:`draw_findings` to ``path`` (PNG); returns the path."""
+    return _save(draw_findings(items, title, hu_window, spacing), path)
 
-    Each item has ``image`` (``[X, Y, Z]``, windowed to [0, 1]), ``title`` and optionally
-    ``cam`` (same shape, [0, 1]) drawn as a translucent heat map over the image.
+
+def draw_findings(
+    items: Sequence[Mapping[str, Any]],
+    title: str,
+    hu_window: Sequence[float],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Figure:
+    """One block per finding: axial, coronal and sagittal slices through the patch centre (the
+    finding), the plain patch in grey with its HU colour bar and, below it, the Grad-CAM map
+    over the patch with its own colour bar (0 to 1, 1 most important); orientation letters on
+    every slice (radiological convention, see :mod:`calcinet.views`).
+
+    Each item has ``image`` (``[X, Y, Z]`` RAS, windowed to [0, 1] by ``hu_window`` (low, high
+    HU)), ``title`` (truth, probability, pattern ...) and optionally ``cam`` (same shape, [0, 1]).
+    ``spacing`` (x, y, z mm) keeps millimetres square on screen.
     """
-    rows = max(1, len(items))
-    figure = Figure(figsize=(7.5, 2.5 * rows + 0.6), layout="constrained")
-    axes = np.atleast_2d(figure.subplots(rows, 3))
-    for row, item in zip(axes, items, strict=False):
-        image, cam = np.asarray(item["image"]), item.get("cam")
-        for ax, view in zip(row, ("axial", "coronal", "sagittal"), strict=True):
-            ax.imshow(_centre_slice(image, view), cmap="gray", vmin=0, vmax=1, origin="lower")
-            if cam is not None:
-                ax.imshow(
-                    _centre_slice(np.asarray(cam), view),
-                    cmap="jet",
-                    alpha=0.4,
-                    vmin=0,
-                    vmax=1,
-                    origin="lower",
-                )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(view, fontsize=8)
-        row[0].set_ylabel(item["title"], fontsize=7)
-    for ax in axes.flat[len(items) * 3 :]:
-        ax.set_axis_off()
+    low, high = (float(v) for v in hu_window)
+    with_cam = any(item.get("cam") is not None for item in items)
+    rows = 2 if with_cam else 1
+    count = max(1, len(items))
+    figure = Figure(figsize=(7.6, count * (2.05 * rows + 0.75) + 0.35), layout="constrained")
+    blocks = np.atleast_1d(figure.subfigures(count, 1))
+    for block, item in zip(blocks, items, strict=False):
+        axes = np.atleast_2d(block.subplots(rows, 3))
+        hu = low + np.asarray(item["image"], dtype=float) * (high - low)
+        cam = item.get("cam")
+        for column, view in enumerate(VIEWS):
+            plain, letters = display_slice(hu, view)
+            aspect = pixel_aspect(spacing, view)
+            grey = axes[0, column].imshow(
+                plain, cmap="gray", vmin=low, vmax=high, aspect=aspect, interpolation="nearest"
+            )
+            axes[0, column].set_title(view, fontsize=8)
+            if rows == 2:
+                ax = axes[1, column]
+                ax.imshow(plain, cmap="gray", vmin=low, vmax=high, aspect=aspect,
+                          interpolation="nearest")
+                if cam is not None:
+                    ax.imshow(
+                        display_slice(np.asarray(cam), view)[0], cmap=CAM_COLORMAP, vmin=0,
+                        vmax=1, alpha=CAM_ALPHA, aspect=aspect, interpolation="bilinear",
+                    )
+                else:
+                    ax.text(0.5, 0.5, "no map", transform=ax.transAxes, ha="center")
+            for ax in axes[:, column]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                mark_orientation(ax, letters)
+        block.colorbar(grey, ax=list(axes[0]), shrink=0.9, label="HU", pad=0.02)
+        axes[0, 0].set_ylabel("patch", fontsize=8)
+        if rows == 2:
+            axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
+            mappable = ScalarMappable(Normalize(0, 1), cmap=CAM_COLORMAP)
+            block.colorbar(mappable, ax=list(axes[1]), shrink=0.9, pad=0.02,
+                           label="Grad-CAM (1: most important)")
+        block.suptitle(item["title"], fontsize=8)
+    for block in blocks[len(items):]:
+        block.text(0.5, 0.5, "nothing to show", ha="center")
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return figure

@@ -8,6 +8,9 @@ The JSON layout (``schema_version`` 1):
 - ``at_threshold_0.5`` and ``at_target_sensitivity``: ``{"threshold", "metrics", "confusion"}``
   with the threshold metrics at 0.5 and at the stored target-sensitivity threshold;
 - ``operating_point``, ``confusion``, ``counts``, ``bootstrap``, ``calibration``;
+- ``decision_curve``: net benefit (Vickers & Elkin 2006) with 95 % bootstrap intervals at a
+  few threshold probabilities (``rows``) and along the whole grid (``curve``), beside the
+  "treat all" strategy;
 - ``breakdowns``: ``{column: {"grouping": how, "groups": [rows]}}``;
 - ``model`` and ``data``: what was evaluated on what; ``gradcam``, ``figures``, ``notes``;
 - ``tta`` (only with ``tta=true``): the same metric sections for the flip-averaged
@@ -105,6 +108,34 @@ def _metric_sections(section: Mapping[str, Any], title: str) -> list[str]:
     return [f"## {title}", "", *_table(header, rows), ""]
 
 
+def _decision_section(report: Mapping[str, Any]) -> list[str]:
+    """Net benefit at a few threshold probabilities, with treat all / treat none beside it."""
+    decision = report.get("decision_curve")
+    if not decision:
+        return []
+    rows = [
+        [
+            _number(row["threshold"]) + (" (operating)" if row["operating"] else ""),
+            _with_ci({"value": row["net_benefit"], "ci95": row["ci95"]}),
+            row["treat_all"],
+            0.0,
+        ]
+        for row in decision["rows"]
+    ]
+    figure = (report.get("figures") or {}).get("decision_curve")
+    return [
+        "## Decision curve",
+        "",
+        f"Net benefit {decision['formula']} ({decision['reference']}): true positives gained "
+        "per finding, false positives weighted by the odds of the threshold probability. The "
+        "model is worth using at the thresholds where it beats both treat all and treat none.",
+        "",
+        *_table(["threshold probability", "model (95 % CI)", "treat all", "treat none"], rows),
+        "",
+        *([f"![decision curve]({figure})", ""] if figure else []),
+    ]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """A readable summary of ``report`` (the dict that is written as ``report.json``)."""
     model, data, counts = report["model"], report["data"], report["counts"]
@@ -154,6 +185,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         ),
         "",
     ]
+    lines += _decision_section(report)
     if report.get("tta"):
         lines += _metric_sections(
             report["tta"], f"Test-time augmentation ({report['tta']['views']} flipped views)"
@@ -217,7 +249,11 @@ def markdown(report: Mapping[str, Any]) -> str:
     figures = report.get("figures") or {}
     if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{name}]({path})" for name, path in figures.items() if name != "gradcam"]
+        lines += [
+            f"![{name}]({path})"
+            for name, path in figures.items()
+            if name not in ("gradcam", "decision_curve")
+        ]
         lines.append("")
     if report.get("notes"):
         lines += ["## Notes", "", *[f"- {note}" for note in report["notes"]], ""]

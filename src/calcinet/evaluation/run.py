@@ -33,8 +33,11 @@ from calcinet.evaluation.calibration import calibration_effect
 from calcinet.evaluation.metrics import (
     THRESHOLD_METRICS,
     BootstrapResult,
+    CurveBands,
     calibration_bins,
     confusion_counts,
+    curve_bands,
+    decision_summary,
     evaluate_with_bootstrap,
 )
 from calcinet.evaluation.mlflow_log import log_to_mlflow, update_registered_cards
@@ -176,9 +179,11 @@ def _figures(
     report: Mapping[str, Any],
     points: dict[str, float],
     class_names: tuple[str, str],
+    bands: CurveBands,
     suffix: str = "",
 ) -> dict[str, str]:
-    """ROC, PR, calibration, confusion and histogram figures; ``{name: path relative to out}``."""
+    """ROC, PR (with bootstrap bands), decision curve, calibration, confusion and histogram
+    figures; ``{name: path relative to out}``."""
     folder = out / "figures"
     metrics = report["metrics"]
     tag = " (TTA)" if suffix else ""
@@ -190,6 +195,8 @@ def _figures(
             folder / f"roc{suffix}.png",
             auroc=metrics["auroc"]["value"],
             title=f"ROC curve{tag}",
+            bands=bands,
+            auroc_ci=metrics["auroc"]["ci95"],
         ),
         "pr": plots.pr_figure(
             label,
@@ -198,6 +205,16 @@ def _figures(
             folder / f"pr{suffix}.png",
             ap=metrics["ap"]["value"],
             title=f"Precision-recall curve{tag}",
+            bands=bands,
+            ap_ci=metrics["ap"]["ci95"],
+        ),
+        "decision_curve": plots.decision_curve_figure(
+            label,
+            probability,
+            bands,
+            folder / f"decision_curve{suffix}.png",
+            operating_threshold=report["operating_point"]["threshold"],
+            title=f"Decision curve{tag}",
         ),
         "calibration": plots.reliability_figure(
             report["calibration"]["bins"],
@@ -244,22 +261,27 @@ def _error_montage(
     images = torch.stack([torch.as_tensor(loader.dataset[i]["image"]) for i in positions]).float()
     classes = predictions.loc[positions, "prediction"].astype(int).tolist()
     names = model.class_names
+    threshold = model.threshold
 
     def title(i: int) -> str:
         row = predictions.loc[i]
-        extra = f"\n{row['pattern']}" if "pattern" in predictions.columns else ""
+        pattern = f", pattern {row['pattern']}" if "pattern" in predictions.columns else ""
         return (
-            f"{row['id']}\ntruth {names[int(row['label'])]}, "
-            f"predicted {names[int(row['prediction'])]}\np={row['probability']:.3f}{extra}"
+            f"{row['id']}: truth {names[int(row['label'])]}{pattern}\n"
+            f"p(malignant) = {row['probability']:.3f}, predicted "
+            f"{names[int(row['prediction'])]} at threshold {threshold:.3f}"
         )
 
     items = [{"image": images[k, 0].numpy(), "title": title(i)} for k, i in enumerate(positions)]
     entry: dict[str, Any] = {"samples": [str(predictions.loc[i, "id"]) for i in positions]}
+    # The data's window and spacing: the model's, filled in by apply_model_preprocessing.
+    draw = {"hu_window": list(cfg.data.hu_window), "spacing": list(cfg.data.spacing)}
     if model.network is None:
-        path = plots.montage_figure(
+        path = plots.finding_figure(
             items,
             out / "figures" / "errors.png",
             "Most confident errors (no Grad-CAM for TorchScript)",
+            **draw,
         )
         return {
             **entry,
@@ -279,10 +301,12 @@ def _error_montage(
         return {**entry, "status": "failed", "reason": f"{type(error).__name__}: {error}"}
     for item, cam in zip(items, maps, strict=True):
         item["cam"] = cam
-    path = plots.montage_figure(
+    path = plots.finding_figure(
         items,
         out / "figures" / "gradcam_errors.png",
-        f"Most confident errors, Grad-CAM of the predicted class (layer {layer})",
+        f"Most confident errors: Grad-CAM of the predicted class (layer {layer}), "
+        "slices through the finding",
+        **draw,
     )
     return {**entry, "status": "produced", "layer": layer, "figure": str(path.relative_to(out))}
 
@@ -350,10 +374,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "n_bins": int(cfg.calibration.n_bins),
     }
 
+    bands: dict[str, CurveBands] = {}
+
     def assess(column: str) -> tuple[dict[str, Any], BootstrapResult]:
         probability = predictions[column].to_numpy(dtype=float)
         result = evaluate_with_bootstrap(label, probability, thresholds, **boot)
         section = _sections(result, label, probability, names)
+        bands[column] = curve_bands(
+            label, probability, boot["n_resamples"], boot["seed"], boot["groups"],
+            extra_thresholds=[model.threshold],
+        )
+        section["decision_curve"] = decision_summary(label, bands[column], model.threshold)
         if "at_target_sensitivity" in section:
             section["at_target_sensitivity"]["target_sensitivity"] = model.target_sensitivity
         section["operating_point"] = {
@@ -442,7 +473,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     points = {"operating": model.threshold, "0.5": 0.5}
     if model.threshold_at_sensitivity is not None:
         points[f"sens. {model.target_sensitivity or ''}".strip()] = model.threshold_at_sensitivity
-    figures = _figures(out, label, probability, report, points, model.class_names)
+    figures = _figures(
+        out, label, probability, report, points, model.class_names, bands["probability"]
+    )
     if tta:
         figures.update(
             _figures(
@@ -452,6 +485,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 {**tta_section},
                 points,
                 model.class_names,
+                bands["probability_tta"],
                 suffix="_tta",
             )
         )

@@ -1,4 +1,5 @@
-"""A teaching figure: one row per pattern, axial / coronal / sagittal slices through the lesion.
+"""A teaching figure: one row per pattern, axial / coronal / sagittal slices through the lesion,
+with orientation letters (the phantom's arrays are (z, y, x); as a patch they are RAS [X, Y, Z]).
 
 Uses matplotlib's object API with the Agg canvas directly, so it neither needs a display nor
 changes the process-wide matplotlib backend.
@@ -14,6 +15,7 @@ import numpy as np
 from calcinet.data.phantom.config import PhantomConfig
 from calcinet.data.phantom.patterns import PATTERNS
 from calcinet.data.phantom.sampling import render, sample_params
+from calcinet.views import VIEWS, display_slice, mark_orientation, pixel_aspect
 
 # Bone window (level 400, width 1800): shows fat, soft tissue, calcium and cortex at once.
 BONE_WINDOW = (400.0, 1800.0)
@@ -35,8 +37,27 @@ def render_montage(
     patterns: Sequence[str] | None = None,
     window=BONE_WINDOW,
 ) -> Path:
-    """Write a PNG with one row per pattern (all 20 by default; sample `seed` of each) and the three
-    orthogonal slices through the lesion centre, in a bone window. Returns the path."""
+    """Write :func:`montage_figure` as a PNG to ``path``; returns the path."""
+    figure = montage_figure(config, seed, patterns, window)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def montage_figure(
+    config: PhantomConfig | None = None,
+    seed: int = 0,
+    patterns: Sequence[str] | None = None,
+    window=BONE_WINDOW,
+):
+    """A matplotlib ``Figure`` with one row per pattern (all 20 by default; sample ``seed`` of
+    each) and the axial, coronal and sagittal slices through the lesion centre in ``window``
+    (level, width HU), orientation letters on every slice.
+
+    Raises:
+        ValueError: an unknown pattern.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -47,41 +68,38 @@ def render_montage(
         raise ValueError(f"render_montage: patterns={bad} unknown; valid: {list(PATTERNS)}")
     level, width = window
     vmin, vmax = level - width / 2, level + width / 2
-    sz, sy, sx = config.spacing
+    spacing_xyz = tuple(reversed(config.spacing))
 
-    fig = Figure(figsize=(6.6, 2.2 * len(ids)), dpi=100)
+    # Constrained layout keeps the title and the row labels clear of the slices.
+    fig = Figure(figsize=(6.6, 2.2 * len(ids) + 0.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(ids), 3, squeeze=False)
     for row, pid in enumerate(ids):
         params = sample_params(seed, seed, config, pattern=pid)
-        img = render(params, config)
+        volume = render(params, config).transpose(2, 1, 0)  # (z, y, x) -> RAS [X, Y, Z]
         z, y, x = lesion_voxel(params, config)
-        views = (
-            ("axial", img[z], sx / sy),
-            ("coronal", img[:, y, :], sx / sz),
-            ("sagittal", img[:, :, x], sy / sz),
-        )
-        for col, (name, sl, aspect) in enumerate(views):
+        through = {"axial": z, "coronal": y, "sagittal": x}
+        for col, name in enumerate(VIEWS):
             ax = axes[row, col]
-            # `aspect` is height/width of a pixel: row spacing over column spacing.
+            image, letters = display_slice(volume, name, through[name])
             ax.imshow(
-                sl,
+                image,
                 cmap="gray",
                 vmin=vmin,
                 vmax=vmax,
-                aspect=1.0 / aspect,
+                aspect=pixel_aspect(spacing_xyz, name),
                 interpolation="nearest",
-                origin="upper" if col == 0 else "lower",
             )
+            mark_orientation(ax, letters, fontsize=6)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name, fontsize=9)
         cls = "malignant" if PATTERNS[pid].label else "benign"
         axes[row, 0].set_ylabel(f"{cls}\n{pid}", fontsize=8)
-    fig.suptitle(f"calcinet phantom, seed {seed}, window L{level:g}/W{width:g}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.995))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    fig.suptitle(
+        f"calcinet phantom, seed {seed}, window L{level:g}/W{width:g}; slices through the "
+        "lesion, radiological convention",
+        fontsize=10,
+    )
+    return fig

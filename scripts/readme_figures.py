@@ -1,0 +1,78 @@
+"""Write the README's pictures into docs/: the test ROC curve, the decision curve, a Grad-CAM
+figure of the most confident error and the phantom montage.
+
+    python scripts/readme_figures.py                    # a quick training run, then evaluate it
+    python scripts/readme_figures.py --run outputs/train/runs/<time>   # figures of a real run
+
+Without ``--run`` it trains the default recipe on fewer samples and epochs (``QUICK``, a few
+minutes on two CPU cores) without MLflow, then runs ``calcinet-evaluate`` on its test split; both
+through the console scripts, as a user would. The figures are copied from the evaluation's
+``figures/`` folder; the montage is rendered by ``calcinet.data.phantom.montage``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QUICK = [
+    "data.source.num_train=160",
+    "data.source.num_val=80",
+    "data.source.num_test=120",
+    "trainer.max_epochs=3",
+    "logger=none",
+]
+#: evaluation figure -> README picture
+COPIES = {
+    "roc.png": "test_roc.png",
+    "decision_curve.png": "decision_curve.png",
+    "gradcam_errors.png": "gradcam_example.png",
+}
+
+
+def _run(command: list[str]) -> None:
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="training run folder or checkpoint to evaluate")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pictures")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the quick run")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="calcinet-figures-") as scratch:
+        work = Path(scratch)
+        run = args.run
+        if run is None:
+            run = work / "train"
+            _run([str(BIN / "calcinet-train"), *QUICK, *args.overrides, f"hydra.run.dir={run}"])
+        evaluation = work / "evaluate"
+        _run(
+            [
+                str(BIN / "calcinet-evaluate"),
+                f"ckpt_path={run}",
+                "mlflow.enabled=false",
+                "gradcam.num_errors=1",
+                f"hydra.run.dir={evaluation}",
+            ]
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        for source, target in COPIES.items():
+            shutil.copyfile(evaluation / "figures" / source, args.out / target)
+            print(f"Wrote {args.out / target}")
+
+    from calcinet.data.phantom.montage import render_montage
+
+    print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
+
+
+if __name__ == "__main__":
+    main()
