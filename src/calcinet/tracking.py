@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -376,13 +377,24 @@ def build_mlflow_logger(
     ensure_experiment(MlflowClient(tracking_uri=uri), experiment_name, location)
     return __getattr__("ResilientMLFlowLogger")(
         experiment_name=experiment_name,
-        run_name=run_name,
+        run_name=run_name or (default_run_name(fallback_dir) if fallback_dir else None),
         tracking_uri=uri,
         artifact_location=location,
         tags=dict(tags or {}),
         log_model=False,
         run_id=run_id,
     )
+
+
+def default_run_name(run_dir: str | Path) -> str:
+    """The MLflow run name of a run folder: its name (``2026-12-03_16-15-50``), with its parent's
+    for folders numbered inside a sweep or cross-validation (``<study>/trial_3``). MLflow's own
+    random names come from Python's ``random``, which the training seed fixes: every run of one
+    seed would get the same name."""
+    folder = Path(run_dir)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", folder.name):
+        return folder.name
+    return f"{folder.parent.name}/{folder.name}"
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:

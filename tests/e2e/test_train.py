@@ -54,6 +54,8 @@ def test_smoke_run_writes_checkpoints_and_logs_to_mlflow(tmp_path: Path) -> None
     assert params["seed"] == "3"
     assert len(run.data.tags["calcinet.data_fingerprint"]) == 16
     assert run.data.tags["calcinet.debug_config"] == "smoke"
+    # Named after its folder (MLflow's random names repeat for runs of one seed).
+    assert run.info.run_name == f"{run_dir.parent.name}/{run_dir.name}"
     assert "mlflow.source.git.commit" in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints", "data", "hydra"} <= artifacts
@@ -114,6 +116,7 @@ def test_overfit_and_profile_debug_runs(tmp_path: Path) -> None:
     found = client.search_runs([client.get_experiment_by_name(DEBUG_EXPERIMENT).experiment_id],
                                order_by=["attributes.start_time ASC"])
     assert [r.data.tags["calcinet.debug_config"] for r in found] == ["overfit", "profile"]
+    assert [r.info.run_name for r in found] == [run.name for run in runs]
     losses = [m.value for m in client.get_metric_history(found[0].info.run_id, "train/loss")]
     assert len(losses) == 30
     # The same two batches every epoch: the network memorises them.

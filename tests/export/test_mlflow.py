@@ -96,8 +96,11 @@ def test_export_keeps_the_training_runs_end_and_tags_the_experiment(
     run_id = _training_run(client, tmp_path, end_time)
     metadata = copy.deepcopy(tiny_export.metadata)
     metadata["training"]["mlflow_run_id"] = run_id
+    metadata["training"]["mlflow_tracking_uri"] = tmp_tracking
     outcome = log_export(tiny_export.torchscript, None, metadata, MlflowOptions(register_as=None))
     assert outcome.logged, outcome.notes
+    assert outcome.run_id == run_id  # reopened the training run, as a real export does
+    assert "model" in {a.path for a in client.list_artifacts(run_id)}
     info = client.get_run(run_id).info
     assert (info.status, info.end_time, info.start_time) == ("FINISHED", end_time,
                                                              end_time - 60_000)
