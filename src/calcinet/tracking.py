@@ -17,7 +17,8 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -384,6 +385,31 @@ def build_mlflow_logger(
         log_model=False,
         run_id=run_id,
     )
+
+
+@contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.start_run``, ``log_model``, ``register_model``) at
+    ``uri`` for the block, and leave the process as it was afterwards.
+
+    ``mlflow.set_tracking_uri(previous)`` would pin the store for the rest of the process (later
+    changes of ``$MLFLOW_TRACKING_URI`` ignored) and, with ``None``, delete that variable; MLflow's
+    own ``_use_tracking_uri`` does the latter. Hence this: the fluent setting is read from MLflow's
+    module state (no public getter tells "unset" from "set") and the variable is put back.
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    explicit, variable = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(explicit)
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def default_run_name(run_dir: str | Path) -> str:

@@ -234,16 +234,13 @@ def update_registered_cards(uri: str, sha256: str | None,
 
     from calcinet.export.card import render, with_evaluation
     from calcinet.export.mlflow_model import description_text
+    from calcinet.tracking import fluent_tracking_uri
 
     client = MlflowClient(tracking_uri=uri)
     updated = []
     for version in model_versions(client, sha256):
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        try:
+        with fluent_tracking_uri(uri):
             info = mlflow.models.get_model_info(f"models:/{version.name}/{version.version}")
-        finally:
-            mlflow.set_tracking_uri(previous)
         metadata = (info.metadata or {}).get("calcinet")
         if not metadata:
             continue

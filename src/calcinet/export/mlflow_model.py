@@ -19,6 +19,7 @@ the checkpoint's own URI, ``sqlite:///<cwd>/mlflow.db`` (as for training).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import urllib.error
@@ -161,7 +162,7 @@ def log_export(
     from mlflow.tracking import MlflowClient
 
     from calcinet.export.card import CARD_EXTRA_FILE, render
-    from calcinet.tracking import ensure_experiment, is_remote
+    from calcinet.tracking import ensure_experiment, fluent_tracking_uri, is_remote
 
     training = metadata.get("training", {})
     uri = resolve_uri(options, training.get("mlflow_tracking_uri"))
@@ -197,10 +198,10 @@ def log_export(
         outcome.notes.append(f"logged into a new run of experiment {options.experiment_name!r}")
     outcome.run_id = run_id
 
-    previous_uri = mlflow.get_tracking_uri()
     hide = _HidePickleWarning()
     logging.getLogger("mlflow.pytorch").addFilter(hide)
-    mlflow.set_tracking_uri(uri)
+    fluent = contextlib.ExitStack()  # the fluent API on this store until the end
+    fluent.enter_context(fluent_tracking_uri(uri))
     try:
         with quiet_torchscript():
             module = torch.jit.load(str(torchscript), map_location="cpu")
@@ -270,6 +271,6 @@ def log_export(
                     f"{str(error.message).splitlines()[0]}"
                 )
     finally:
-        mlflow.set_tracking_uri(previous_uri)
+        fluent.close()
         logging.getLogger("mlflow.pytorch").removeFilter(hide)
     return outcome
