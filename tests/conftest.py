@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # the commands they start), not one per core each, which oversubscribes the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def calcinet_logger_as_it_was() -> Iterator[None]:
+    """A command run in-process (``main([...])``) gives the ``calcinet`` logger handlers bound
+    to that test's captured streams: put the logger back as it was after every test."""
+    logger = logging.getLogger("calcinet")
+    state = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in logger.handlers:
+        if handler not in state[0]:
+            handler.close()
+    logger.handlers[:], logger.level, logger.propagate = state
 
 
 @pytest.fixture

@@ -61,8 +61,9 @@ def test_ddp_two_cpu_processes_one_folder_one_run_global_auroc(tmp_path: Path) -
                      env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    # Hydra made one run folder; the workers did not re-run the command line.
-    (run_dir,) = list((outputs / "train" / "runs").iterdir())
+    # Hydra made one run folder (debug runs go to outputs/debug/runs); the workers did not
+    # re-run the command line.
+    (run_dir,) = list((outputs / "debug" / "runs").iterdir())
     assert not (outputs / "train" / "multiruns").exists()
     run_id = _only_run(uri, run_dir)
     history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "val/auroc")
@@ -86,7 +87,8 @@ def test_torchrun_two_cpu_ranks_one_folder_one_run_global_auroc(tmp_path: Path) 
                             timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     # Two processes in all: torchrun's, not two more spawned by each of them.
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    # Lightning's messages reach the run's report (stdout) through logging.
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
     assert result.stdout.count("Run folder:") == 1  # the summary comes from rank 0 alone
 
     # One run folder (the fixed one) with one best and one last checkpoint, no temporary

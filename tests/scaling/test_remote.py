@@ -80,7 +80,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_can_fall_back_to_the_local_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from calcinet.tracking import build_mlflow_logger
 
@@ -88,7 +88,7 @@ def test_unreachable_server_can_fall_back_to_the_local_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     logger = build_mlflow_logger(root_dir=tmp_path, on_unreachable="local")
     assert logger._tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
-    assert "mlflow.db" in capsys.readouterr().err
+    assert "mlflow.db" in caplog.text  # the warning, on the calcinet logger
 
 
 @pytest.mark.slow
@@ -168,7 +168,7 @@ def test_a_locked_store_is_named_in_one_line_and_can_fall_back_to_the_run_folder
 
 
 def test_parameters_are_logged_whole_up_to_mlflows_limit_and_cut_with_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
@@ -182,4 +182,4 @@ def test_parameters_are_logged_whole_up_to_mlflows_limit_and_cut_with_a_warning(
     params = MlflowClient(tracking_uri=logger._tracking_uri).get_run(logger.run_id).data.params
     assert params["paths.output_dir"] == folder
     assert params["data.huge"] == huge[:MAX_PARAM_VAL_LENGTH]
-    assert "config.yaml" in capsys.readouterr().err
+    assert "config.yaml" in caplog.text
