@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from calcinet.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
-#: The MLflow experiment of every debug=... run (conf/logger/mlflow_debug.yaml).
+#: The MLflow experiment of every debug=... run (conf/logger/_mlflow_debug.yaml).
 DEBUG_EXPERIMENT = "calcinet-debug"
 
 

@@ -8,6 +8,7 @@ that inference (``calcinet-predict``) stays light; the switch lives here, once, 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,12 @@ def set_quiet(quiet: bool) -> None:
 def quiet() -> bool:
     """Whether quiet mode is on."""
     return _quiet
+
+
+def shown() -> bool:
+    """Whether a progress bar would show now: a terminal on stderr and quiet mode off (what
+    Lightning's and MLflow's own bars are told too)."""
+    return not _quiet and sys.stderr.isatty()
 
 
 def bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:

@@ -25,6 +25,8 @@ def test_title_and_labels_are_clear_of_the_slices() -> None:
     boxes = [ax.get_window_extent(renderer) for ax in axes]
     title = figure._suptitle.get_window_extent(renderer)
     assert title.y0 >= max(box.y1 for box in boxes)  # above every slice
+    page = figure.bbox  # and whole: not cut at the figure's edges
+    assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1, (title, page)
     texts = [figure._suptitle, *(ax.title for ax in axes), *(ax.yaxis.label for ax in axes)]
     for text in texts:
         if not text.get_text():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calcinet.cli import BROKEN_PIPE, CONFIG_DIR
@@ -59,7 +60,7 @@ def test_help_lists_only_the_groups_the_command_uses(name: str, tmp_path: Path) 
         (["calcinet-train", "model=vgg"], "calcinet: error: In 'train': Could not find "
          "'model/vgg' Available options in 'model': compact, densenet121,"),
         (["calcinet-synth", "num_samples=[1"], "calcinet: error: "),
-        (["calcinet-synth", "out_dir=x"], "calcinet: error: Could not override 'out_dir'."),
+        (["calcinet-synth", "output_dri=x"], "calcinet: error: Could not override 'output_dri'."),
     ],
 )
 def test_hydra_errors_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path
@@ -120,6 +121,12 @@ def test_synth_log_holds_the_report_and_quiet_keeps_the_terminal_clean(tmp_path:
     assert quiet.stdout == "" and quiet.stderr == ""
     assert "Wrote 2 samples" in (tmp_path / "q" / "synth.log").read_text()
 
+    old = run_cli(["calcinet-synth", f"out_dir={tmp_path / 'old'}", "num_samples=2",
+                   "montage=false", f"hydra.run.dir={tmp_path / 'o'}"], cwd=tmp_path)
+    assert old.returncode == 0, old.stderr
+    assert old.stderr == "calcinet: warning: out_dir= is deprecated; use output_dir=\n"
+    assert (tmp_path / "old" / "manifest.csv").is_file()
+
 
 @pytest.mark.slow
 def test_train_log_holds_what_the_command_printed(tmp_path: Path) -> None:
@@ -136,3 +143,21 @@ def test_train_log_holds_what_the_command_printed(tmp_path: Path) -> None:
     assert "INFO: " not in done.stderr
     for text in (done.stdout, done.stderr, logged):
         assert "litlogger" not in text and "litmodels" not in text
+
+
+def test_check_manifest_exit_statuses_and_spacing_spellings(tmp_path: Path) -> None:
+    missing = run_cli(["calcinet-check-manifest", str(tmp_path / "nope.csv")], cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == (f"calcinet: error: {tmp_path / 'nope.csv'}: no such file; "
+                              "expected a manifest CSV (path,label,...)\n")
+    bad = run_cli(["calcinet-check-manifest", "m.csv", "--npy-spacing", "1,0,1"], cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr == ("calcinet: error: --npy-spacing='1,0,1': expected three positive "
+                          "numbers x,y,z (mm)\n")
+    hu = np.random.default_rng(0).uniform(-1000, 1500, (8, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "a.npy", hu)  # a CT-like range of HU
+    (tmp_path / "m.csv").write_text("path,label,split\na.npy,benign,test\n")
+    for spelling in (["1,1,2"], ["1", "1", "2"]):
+        done = run_cli(["calcinet-check-manifest", "m.csv", "--for", "evaluation",
+                        "--npy-spacing", *spelling], cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr

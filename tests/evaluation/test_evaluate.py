@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -402,6 +403,11 @@ def test_console_script_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> Non
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("calcinet-evaluation").experiment_id]
     )
     assert run.data.metrics["test/auroc"] == pytest.approx(report["metrics"]["auroc"]["value"])
+    # Named after its folder; its duration is the evaluation's (logged at the end, started at
+    # the start): at least the seconds the command reported, to their rounding.
+    assert run.info.run_name == f"{run_dir.parent.name}/{run_dir.name}"
+    seconds = float(re.search(r"in (\d+(?:\.\d+)?) s", result.stdout).group(1))
+    assert (run.info.end_time - run.info.start_time) / 1000 >= seconds - 1
 
 
 def test_evaluation_run_has_source_user_dataset_and_experiment_kind(

@@ -51,6 +51,9 @@ def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> N
     extra = {CARD_EXTRA_FILE: ""}
     torch.jit.load(str(result.torchscript), _extra_files=extra)
     assert extra[CARD_EXTRA_FILE].decode() == text == render(result.metadata)
+    # Metadata read back from JSON with sorted keys (as evaluate does) renders the same card.
+    assert render(json.loads(json.dumps(result.metadata, sort_keys=True))) == text
+    assert text.index("| train |") < text.index("| val |") < text.index("| test |")
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert f"- Licence: {project['license']}" in text

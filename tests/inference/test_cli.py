@@ -67,16 +67,25 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    # The rows own stdout; the run's messages go to stderr.
+    assert done.stderr.split() == ["Predicting", "4", "finding(s)", "with",
+                                   str(tiny_export.torchscript), "(threshold",
+                                   f"{threshold:.4g})"]
     table = [line.split() for line in done.stdout.splitlines()]
-    assert table[0] == ["Predicting", "4", "finding(s)", "with", str(tiny_export.torchscript),
-                        "(threshold", f"{threshold:.4g})"]
     # Manifest rows with a label: the truth as 0/1 (as in calcinet-evaluate's predictions.csv).
-    assert table[1] == ["path", "label", "probability", "prediction", "predicted_label",
+    assert table[0] == ["path", "label", "probability", "prediction", "predicted_label",
                         "warning"]
     with (data / "manifest.csv").open() as handle:
         truth = [("benign", "malignant").index(r["label"]) for r in csv.DictReader(handle)]
-    assert [int(line[1]) for line in table[2:]] == truth
-    assert len(table) == 6
+    assert [int(line[1]) for line in table[1:]] == truth
+    assert len(table) == 5
+
+    # --output-path -: the same rows as CSV on stdout, no log file.
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                    str(data / "manifest.csv"), "--output-path", "-"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [int(r["label"]) for r in rows] == truth and not (tmp_path / "-").exists()
 
     # --quiet: the rows only, the log beside the CSV holds the run's messages.
     out = tmp_path / "quiet.csv"

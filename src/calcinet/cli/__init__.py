@@ -71,6 +71,18 @@ def _reports_errors() -> bool:
     return any(isinstance(h, _ConsoleHandler) and h.stream is sys.stderr for h in handlers)
 
 
+def parse_spacing(text: str, what: str) -> tuple[float, float, float]:
+    """``"x,y,z"`` voxel size in mm -> three positive numbers, or a ValueError naming ``what``
+    and the value (the tools' ``--npy-spacing``)."""
+    try:
+        values = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v < float("inf") for v in values):
+        raise ValueError(f"{what}={text!r}: expected three positive numbers x,y,z (mm)")
+    return values  # type: ignore[return-value]
+
+
 def warn(message: str) -> None:
     """``calcinet: warning: <message>`` on stderr (and in the run's log file, if any)."""
     log.warning(message)
@@ -134,9 +146,9 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
-def stdout_handler() -> logging.Handler:
-    """Bare messages below WARNING on stdout: the report reads as if printed."""
-    handler = _ConsoleHandler(sys.stdout)
+def stdout_handler(stream: Any = None) -> logging.Handler:
+    """Bare messages below WARNING on stdout (or ``stream``): the report reads as if printed."""
+    handler = _ConsoleHandler(sys.stdout if stream is None else stream)
     handler.addFilter(_Below(logging.WARNING))
     handler.addFilter(NoAdvertisements())
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -156,7 +168,9 @@ class _PrefixFormatter(logging.Formatter):
     """``<package>: <level>: <message>``, e.g. ``calcinet: warning: ...``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.name.split('.')[0]}: {record.levelname.lower()}: {super().format(record)}"
+        # Python warnings (logging.captureWarnings) arrive on the "py.warnings" logger.
+        source = "python" if record.name == "py.warnings" else record.name.split(".")[0]
+        return f"{source}: {record.levelname.lower()}: {super().format(record)}"
 
 
 class NoAdvertisements(logging.Filter):
@@ -170,10 +184,12 @@ class NoAdvertisements(logging.Filter):
         return not ("Tip:" in message and ("litlogger" in message or "litmodels" in message))
 
 
-def setup_tool_logging(quiet: bool = False, log_file: Path | None = None) -> None:
-    """Logging of the argparse tools: the report on stdout, warnings and errors on stderr,
-    everything also in ``log_file`` (timestamped) when given; ``quiet`` keeps warnings and
-    errors only (and turns progress bars off)."""
+def setup_tool_logging(quiet: bool = False, log_file: Path | None = None,
+                       messages_to_stderr: bool = False) -> None:
+    """Logging of the argparse tools: the report on stdout (on stderr with
+    ``messages_to_stderr``, when the tool prints its results on stdout), warnings and errors on
+    stderr, everything also in ``log_file`` (timestamped) when given; ``quiet`` keeps warnings
+    and errors only (and turns progress bars off)."""
     from calcinet import progress
 
     progress.set_quiet(quiet)
@@ -182,7 +198,8 @@ def setup_tool_logging(quiet: bool = False, log_file: Path | None = None) -> Non
     for old in list(log.handlers):  # a second call in one process replaces, not adds
         log.removeHandler(old)
         old.close()
-    for handler in (stdout_handler(), stderr_handler()):
+    report = stdout_handler(sys.stderr if messages_to_stderr else sys.stdout)
+    for handler in (report, stderr_handler()):
         if quiet:
             handler.setLevel(max(handler.level, logging.WARNING))
         log.addHandler(handler)
@@ -198,8 +215,11 @@ def set_quiet(quiet: bool) -> None:
     from calcinet import progress
 
     progress.set_quiet(quiet)
+    if not progress.shown():  # MLflow's artifact bars, as ours: a terminal only, never quiet
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not quiet:
         return
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Registered model ..." and the like
     for logger in (logging.getLogger(), log):
         for handler in logger.handlers:
             if not isinstance(handler, logging.FileHandler):

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calcinet-compare",
         description="Compare models evaluated on the same samples (rows matched by id): AUROC "
-        "with DeLong 95%% CI, AP, sensitivity, specificity, and the paired DeLong "
+        "with DeLong 95 % CI, AP, sensitivity, specificity, and the paired DeLong "
         "p-value of each AUROC difference against the first model.",
         epilog=EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -13,14 +13,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from calcinet.cli import EXIT_STATUSES, command, deprecated_alias, fail, log, setup_tool_logging
+from calcinet.cli import (
+    EXIT_STATUSES,
+    command,
+    deprecated_alias,
+    fail,
+    log,
+    parse_spacing,
+    setup_tool_logging,
+)
 from calcinet.runtime import tune_malloc
 
 EPILOG = """\
 INPUT kinds:
   *.nii, *.nii.gz, *.nrrd, *.nhdr   a CT volume in HU with its world geometry (an NRRD
                                     without 'space' is read as LPS, with a warning)
-  *.npy                             HU in (x, y, z) axis order, RAS, voxel size --spacing
+  *.npy                             HU in (x, y, z) axis order, RAS, voxel size --npy-spacing
   a DICOM series folder, DICOMDIR   slices stacked by position; HU = stored value *
   or Enhanced CT file               RescaleSlope + RescaleIntercept
   a folder                          every such file and DICOM series inside it
@@ -47,6 +55,7 @@ With --output-path rows.csv the messages of the run also go to rows.log beside i
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calcinet-predict",
+        usage="calcinet-predict --model-path MODEL [options] INPUT...",
         description="Malignancy probability of calcification patterns in CT volumes, from a "
         "model written by calcinet-export.",
         epilog=EPILOG,
@@ -88,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-path",
         type=Path,
         metavar="CSV",
-        help="write the rows here instead of printing them (and the run's messages to "
-        "<CSV stem>.log beside it)",
+        help="write the rows as CSV here instead of printing a table (and the run's messages "
+        "to <CSV stem>.log beside it; the folder is created); '-': CSV on stdout",
     )
     deprecated_alias(parser, "--out", "--output-path", type=Path)
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
@@ -110,12 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         "target-sensitivity threshold) or a number in [0, 1]",
     )
     parser.add_argument(
-        "--spacing",
+        "--npy-spacing",
         default="1,1,1",
-        metavar="SX,SY,SZ",
+        metavar="X,Y,Z",
         help="voxel size in mm of .npy inputs (x,y,z order; default 1,1,1)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    deprecated_alias(parser, "--spacing", "--npy-spacing")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (default: the GPU when there is one), cpu, "
+                        "cuda, cuda:1 ...")
     parser.add_argument(
         "--no-optimize",
         action="store_true",
@@ -129,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def joined_values(argv: list[str], options: tuple[str, ...] = ("--center", "--spacing")
+def joined_values(argv: list[str],
+                  options: tuple[str, ...] = ("--center", "--npy-spacing", "--spacing")
                   ) -> list[str]:
     """``--center -21.9,-120.5,-611.5`` as ``--center=-21.9,...``: argparse would take a value
     that starts with ``-`` (a negative LPS or RAS coordinate) for an option."""
@@ -152,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
     if args.model_path is None:
         parser.error("the following arguments are required: --model-path")
-    if args.output_path is not None and not args.output_path.parent.is_dir():
-        fail(f"--output-path {args.output_path}: folder {args.output_path.parent} does not exist")
-    log_file = None if args.output_path is None else args.output_path.with_suffix(".log")
-    setup_tool_logging(args.quiet, log_file)
+    to_stdout = args.output_path is None or str(args.output_path) == "-"
+    if not to_stdout:
+        try:
+            args.output_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"--output-path {args.output_path}: its folder cannot be made "
+                 f"({error.strerror or error})")
+    log_file = None if to_stdout else args.output_path.with_suffix(".log")
+    # The rows own stdout when they are printed: the messages go to stderr then.
+    setup_tool_logging(args.quiet, log_file, messages_to_stderr=to_stdout)
     # Imported here so that --help answers at once; torch takes seconds to import.
     from calcinet.inference import expand_inputs, load_model, predict
     from calcinet.inference.inputs import Failure, parse_center
@@ -169,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--num-workers={args.num_workers}: expected an integer >= 0")
     try:
         center = parse_center(args.center) if args.center else None
-        spacing = parse_center(args.spacing, "--spacing")
-        if min(spacing) <= 0:
-            raise ValueError(f"--spacing={args.spacing!r}: expected three positive numbers (mm)")
+        spacing = parse_spacing(args.npy_spacing, "--npy-spacing")
     except ValueError as error:
         fail(error)
     if args.mask is not None:
@@ -182,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                 scan.is_dir() and not is_series(scan)):
             fail(f"--mask {args.mask}: expected exactly one scan INPUT (a file or a DICOM "
                  "series) and no --center; a manifest gives masks in its mask column")
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = load_model(args.model_path, args.device, optimize=not args.no_optimize)
+        model = load_model(args.model_path, device, optimize=not args.no_optimize)
         threshold = resolve_threshold(model, args.threshold)
     except (ModelLoadError, ValueError, RuntimeError) as error:
         fail(error)
@@ -212,13 +234,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rows.append(item)
             shown.update()
-    if args.output_path is not None:
+    if not to_stdout:
         try:
             write_csv(rows, args.output_path)
         except OSError as error:
             fail(f"--output-path {args.output_path}: cannot be written "
                  f"({error.strerror or error})")
         log.info(f"Wrote {len(rows)} prediction(s) to {args.output_path}")
+    elif str(args.output_path) == "-":
+        write_csv(rows, sys.stdout)
     elif rows:
         print_table(rows)
     if failures:

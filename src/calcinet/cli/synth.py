@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from calcinet.cli import fail, hydra_command, log
+from calcinet.cli import fail, hydra_command, log, warn
 from calcinet.config import ConfigError
 from calcinet.runtime import tune_malloc
 
@@ -25,6 +25,9 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, ValueError, TypeError) as error:
         fail(error)
     output_dir = Path(cfg.output_dir)
+    if cfg.get("out_dir"):
+        warn("out_dir= is deprecated; use output_dir=")
+        output_dir = Path(cfg.out_dir)
     manifest = write_dataset(output_dir, int(cfg.num_samples), int(cfg.seed), config)
     log.info(f"Wrote {cfg.num_samples} samples and {manifest}")
     if cfg.montage:

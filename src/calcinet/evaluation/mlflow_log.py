@@ -67,9 +67,11 @@ def mlflow_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
 
 
 def log_to_mlflow(
-    cfg: DictConfig, report: Mapping[str, Any], model: LoadedModel, out: Path
+    cfg: DictConfig, report: Mapping[str, Any], model: LoadedModel, out: Path,
+    started_ms: int | None = None,
 ) -> dict[str, Any]:
-    """One MLflow run with the metrics, the report, the predictions and the figures.
+    """One MLflow run with the metrics, the report, the predictions and the figures, started
+    at ``started_ms`` (ms since the epoch; default now), when the evaluation started.
 
     Nested under the training run (tag ``mlflow.parentRunId``, same experiment) when the model
     records one that lives in this tracking store; otherwise a run of ``mlflow.experiment_name``.
@@ -80,6 +82,7 @@ def log_to_mlflow(
     from mlflow.tracking.context.registry import resolve_tags
 
     from calcinet.tracking import (
+        default_run_name,
         ensure_experiment,
         git_commit,
         is_remote,
@@ -132,8 +135,10 @@ def log_to_mlflow(
     if commit:
         tags["mlflow.source.git.commit"] = commit
     tags = resolve_tags(tags)  # mlflow.user, mlflow.source.name / type, as a training run gets
-    run_name = cfg.mlflow.get("run_name") or f"evaluate-{report['split']}-{model.path.stem}"
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    # Named after the evaluation's folder, as training runs are; started when it started.
+    run_name = cfg.mlflow.get("run_name") or default_run_name(out)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags,
+                            start_time=started_ms)
     run_id = run.info.run_id
     status = "FAILED"
     try:

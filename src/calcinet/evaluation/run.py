@@ -338,6 +338,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     returned report then has an ``mlflow`` entry).
     """
     started = time.perf_counter()
+    started_ms = int(time.time() * 1000)  # the MLflow run's start (it is created at the end)
     check_evaluate_config(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -505,7 +506,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(report, out / "report.json")
     write_markdown(report, out / "report.md")
     if cfg.mlflow.enabled:
-        report["mlflow"] = log_to_mlflow(cfg, report, model, out)
+        report["mlflow"] = log_to_mlflow(cfg, report, model, out, started_ms)
     report["model_card"] = _update_model_card(report, model)
     _print_summary(report, out, time.perf_counter() - started)
     return report

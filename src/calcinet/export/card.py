@@ -44,6 +44,10 @@ CARD_METRICS = ("auroc", "ap", "accuracy", "sensitivity", "specificity", "ppv", 
 #: How many of the lowest per-pattern results the card lists.
 WEAKEST = 4
 
+#: The order the card lists the splits and the data's origin in.
+SPLIT_ORDER = ("train", "val", "test")
+ORIGIN_ORDER = ("seed", "difficulty", "manifest", "path")
+
 
 def project_facts() -> dict[str, Any]:
     """Licence, authors and version of the installed calcinet package (from pyproject.toml)."""
@@ -223,12 +227,17 @@ def render(metadata: Mapping[str, Any]) -> str:
         "",
         f"- Kind: {data.get('description', 'unknown')}",
     ]
-    for key, value in (data.get("origin") or {}).items():
-        lines.append(f"- {key}: {value}")
+    # A fixed order: metadata read back from JSON (sorted keys) renders as first written.
+    origin = data.get("origin") or {}
+    for key in sorted(origin, key=lambda k: (k not in ORIGIN_ORDER, ORIGIN_ORDER.index(k)
+                                             if k in ORIGIN_ORDER else 0, k)):
+        lines.append(f"- {key}: {origin[key]}")
     counts = data.get("class_counts") or {}
     if counts:
         lines += ["", "| split | benign | malignant |", "|---|---|---|"]
-        lines += [f"| {split} | {c['benign']} | {c['malignant']} |" for split, c in counts.items()]
+        order = sorted(counts, key=lambda k: (SPLIT_ORDER.index(k) if k in SPLIT_ORDER else 9, k))
+        lines += [f"| {split} | {counts[split]['benign']} | {counts[split]['malignant']} |"
+                  for split in order]
     lines += [
         "",
         "## Provenance",

@@ -9,6 +9,7 @@ patches. A row with a warning is still written.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 from collections import deque
@@ -278,13 +279,15 @@ def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
     return {c: cells[c] for c in columns}
 
 
-def write_csv(rows: Sequence[Prediction], path: Path) -> None:
+def write_csv(rows: Sequence[Prediction], path: Path | TextIO) -> None:
     """``[id,]path,[component,][center_x,center_y,center_z,coord_space,][label,]probability,
-    prediction,predicted_label,warning``: ``id`` when the manifest has one, ``component`` with a
-    mask, ``label`` (the truth, 0/1 as in ``calcinet-evaluate``'s predictions.csv) when manifest
-    rows have one; ``prediction`` is 0/1 and ``predicted_label`` its class name."""
+    prediction,predicted_label,warning`` into a file (or an open text stream such as stdout):
+    ``id`` when the manifest has one, ``component`` with a mask, ``label`` (the truth, 0/1 as in
+    ``calcinet-evaluate``'s predictions.csv) when manifest rows have one; ``prediction`` is 0/1
+    and ``predicted_label`` its class name."""
     columns = _columns(rows)
-    with path.open("w", newline="") as handle:
+    with (path.open("w", newline="") if isinstance(path, Path)
+          else contextlib.nullcontext(path)) as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(_cells(row, columns) for row in rows)

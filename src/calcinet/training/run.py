@@ -24,14 +24,14 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 import calcinet
-from calcinet import __version__
+from calcinet import __version__, progress
 from calcinet.config import ConfigError, validate_train_config
 from calcinet.data.datamodule import CalciDataModule
 from calcinet.data.splits import PURPOSES, SPLITS, split_problems
@@ -104,7 +104,14 @@ def build(cfg: DictConfig, parent_key: str | None = None, callbacks: Sequence[Ca
     recorder = None
     if mlflow is not None and rank_zero_only.rank == 0:
         recorder = RunRecorder(mlflow, output_dir, resume_run_id, parent_key or _sweep_key())
-    everything = [*instantiate_all(cfg.get("callbacks")), *callbacks,
+    configured = instantiate_all(cfg.get("callbacks"))
+    bars = progress.shown()  # Lightning's bars as calcinet's: a terminal only, never quiet
+    if not bars:
+        configured = [c for c in configured if not isinstance(c, ProgressBar)]
+        trainer_options = {"enable_progress_bar": False, **trainer_options}
+    if progress.quiet():
+        trainer_options = {"enable_model_summary": False, **trainer_options}
+    everything = [*configured, *callbacks,
                   SigtermFlagOnly(),  # SIGTERM under DDP without a collective in the handler
                   *([recorder] if recorder else [])]
     trainer: L.Trainer = instantiate(lightning_trainer_config(cfg), callbacks=everything,

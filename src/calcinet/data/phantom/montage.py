@@ -98,8 +98,8 @@ def montage_figure(
         cls = "malignant" if PATTERNS[pid].label else "benign"
         axes[row, 0].set_ylabel(f"{cls}\n{pid}", fontsize=8)
     fig.suptitle(
-        f"calcinet phantom, seed {seed}, window L{level:g}/W{width:g}; slices through the "
-        "lesion, radiological convention",
+        f"calcinet phantom, seed {seed}, window L{level:g}/W{width:g}\n"
+        "slices through the lesion, radiological convention",
         fontsize=10,
     )
     return fig
