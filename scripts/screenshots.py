@@ -27,6 +27,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from calcinet.tracking import UI_VIEW
+
 WINDOW = "1400,1000"
 #: Milliseconds of page time Chromium lets the single-page app load its data before the shot.
 PAGE_BUDGET_MS = 20000
@@ -58,6 +60,7 @@ def start_server(tracking_uri: str, port: int, log: Path) -> subprocess.Popen[by
 
 
 def shoot(chromium: str, url: str, out: Path) -> None:
+    url += "" if "?" in url else UI_VIEW
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          f"--window-size={WINDOW}", f"--virtual-time-budget={PAGE_BUDGET_MS}",

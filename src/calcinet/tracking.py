@@ -476,9 +476,15 @@ def ui_command(uri: str) -> str:
     return f"{shown} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
+#: MLflow 3's UI opens in its GenAI view (traces, tokens) unless told otherwise, whatever the
+#: experiment's kind tag: every link calcinet prints asks for the model-training view.
+UI_VIEW = "?workflowType=machine_learning"
+
+
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run (the server's, or ``mlflow ui``'s default address)."""
     base = uri.rstrip("/") if is_remote(uri) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{UI_VIEW}"
 
 
 def report_to_parent(client: Any, parent_id: str, run_id: str, name: str, score: float,
