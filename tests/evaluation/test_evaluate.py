@@ -399,6 +399,11 @@ def test_console_script_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> Non
     report = json.loads((run_dir / "report.json").read_text())
     assert Path(report["model"]["path"]).name == tiny_checkpoint.name
     assert "Report:" in result.stdout and "MLflow run:" in result.stdout
+    # evaluate.log in the run folder holds what the command printed.
+    logged = (run_dir / "evaluate.log").read_text()
+    for line in result.stdout.splitlines():
+        if line.strip():
+            assert line.strip() in logged, line
     (run,) = MlflowClient(tracking_uri=uri).search_runs(
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("calcinet-evaluation").experiment_id]
     )
