@@ -6,7 +6,7 @@ stored thresholds put them, so a reader sees what the deployed decision rule doe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,19 @@ def _band_label(bands: Any) -> str:
     return f"95 % band ({bands.n_resamples} bootstrap resamples of {bands.unit}s)"
 
 
+def _mark_points(ax: Any, label: np.ndarray, probability: np.ndarray,
+                 points: Mapping[str, float], x: str, y: str,
+                 describe: Callable[[dict[str, float]], str]) -> None:
+    """Mark each named threshold of ``points`` at its (``x``, ``y``) rates (keys of
+    :func:`_rates`), the first one larger; the legend names it with ``describe(rates)``."""
+    for index, (style, (name, threshold)) in enumerate(
+        zip(_POINT_STYLES, points.items(), strict=False)
+    ):
+        r = _rates(label, probability, threshold)
+        ax.plot(r[x], r[y], style, ms=9 if index == 0 else 7, color=f"C{index + 1}",
+                markeredgecolor="black", label=f"{name} (t={threshold:.3f}): {describe(r)}")
+
+
 def roc_figure(
     label: np.ndarray,
     probability: np.ndarray,
@@ -74,19 +87,8 @@ def roc_figure(
         )
     ax.plot(fpr, tpr, lw=2, color="C0", label=f"model{shown}")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    for index, (style, (name, threshold)) in enumerate(
-        zip(_POINT_STYLES, points.items(), strict=False)
-    ):
-        r = _rates(label, probability, threshold)
-        ax.plot(
-            r["fpr"],
-            r["tpr"],
-            style,
-            ms=9 if index == 0 else 7,
-            color=f"C{index + 1}",
-            markeredgecolor="black",
-            label=f"{name} (t={threshold:.3f}): sens {r['tpr']:.2f}, spec {1 - r['fpr']:.2f}",
-        )
+    _mark_points(ax, label, probability, points, "fpr", "tpr",
+                 lambda r: f"sens {r['tpr']:.2f}, spec {1 - r['fpr']:.2f}")
     ax.set(
         xlabel="1 - specificity (false-positive rate)",
         ylabel="sensitivity (true-positive rate)",
@@ -124,19 +126,8 @@ def pr_figure(
         )
     ax.step(recall, precision, where="post", lw=2, color="C0", label=f"model{shown}")
     ax.axhline(prior, ls="--", color="grey", lw=1, label=f"prevalence {prior:.2f}")
-    for index, (style, (name, threshold)) in enumerate(
-        zip(_POINT_STYLES, points.items(), strict=False)
-    ):
-        r = _rates(label, probability, threshold)
-        ax.plot(
-            r["tpr"],
-            r["precision"],
-            style,
-            ms=9 if index == 0 else 7,
-            color=f"C{index + 1}",
-            markeredgecolor="black",
-            label=f"{name} (t={threshold:.3f}): PPV {r['precision']:.2f}, sens {r['tpr']:.2f}",
-        )
+    _mark_points(ax, label, probability, points, "tpr", "precision",
+                 lambda r: f"PPV {r['precision']:.2f}, sens {r['tpr']:.2f}")
     ax.set(
         xlabel="recall (sensitivity)",
         ylabel="precision (PPV)",

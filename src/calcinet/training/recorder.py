@@ -30,13 +30,11 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger
 
-import calcinet
 from calcinet import __version__
 from calcinet.data.sources import RecordSource
 from calcinet.tracking import (
     RUN_ID_FILE,
     TRIAL_STATE_TAG,
-    git_commit,
     parent_run,
     report_to_parent,
 )
@@ -112,8 +110,7 @@ class RunRecorder(Callback):
             "calcinet.debug_config": run_info.get("debug") or "none",
             "calcinet.output_dir": str(self.output_dir.resolve()),
         }
-        commit = git_commit(Path(calcinet.__file__).parent) or git_commit(
-            resolved["paths"]["root_dir"])
+        commit = run_info.get("git_commit")  # found once, by training.run.run_info
         if commit:
             tags["mlflow.source.git.commit"] = commit
         for key, value in tags.items():
