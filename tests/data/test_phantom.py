@@ -35,6 +35,9 @@ CLEAN = PhantomConfig(
     hu_offset_hu=(0.0, 0.0),
     position_jitter_mm=0.0,
     random_orientation=False,
+    hu_scale=(1.0, 1.0),
+    blur_z_ratio=(1.0, 1.0),
+    vessel_prob=0.0,
 )
 
 
@@ -205,6 +208,77 @@ def test_noise_std_and_offset_follow_the_params() -> None:
         assert abs(diff.mean()) < 1.0
 
 
+def test_hu_scale_is_a_gain_about_water() -> None:
+    p = sample_params(0, 0, CLEAN, pattern="enchondroma")
+    base = render(p, CLEAN)
+    scaled = render({**p, "hu_scale": 1.04, "hu_offset_hu": 5.0}, CLEAN)
+    np.testing.assert_allclose(scaled, 1.04 * base + 5.0, rtol=1e-5, atol=1e-2)
+
+
+def _neighbour_correlation(noise: np.ndarray) -> float:
+    a, b = noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@pytest.mark.parametrize("kernel", ["smooth", "sharp"])
+def test_noise_correlation_length_sets_the_texture(kernel) -> None:
+    """Smooth-kernel noise is white noise low-passed by a sampled Gaussian g of sigma s (mm): the
+    correlation of x-neighbours is sum g[k] g[k+1] / sum g[k]^2 (-> exp(-h^2 / 4 s^2) for s >> h),
+    computed here by hand from the kernel's definition."""
+    p = {**sample_params(0, 0, CLEAN, pattern="tendinitis"), "kernel": kernel, "blur_z_ratio": 1.0}
+    clean = render(p, CLEAN)
+    h = CLEAN.spacing[2]
+    corr = {}
+    for s in (0.6, 1.2):
+        noise = render({**p, "noise_std_hu": 20.0, "noise_correlation_mm": s}, CLEAN) - clean
+        assert noise.std() == pytest.approx(20.0, rel=0.05)
+        corr[s] = _neighbour_correlation(noise)
+    if kernel == "smooth":
+        for s, c in corr.items():
+            k = np.arange(-int(np.ceil(3 * s / h)), int(np.ceil(3 * s / h)) + 1)
+            g = np.exp(-0.5 * (k * h / s) ** 2)
+            assert c == pytest.approx((g[:-1] * g[1:]).sum() / (g * g).sum(), abs=0.03)
+    else:  # high-pass: anti-correlated neighbours, less so with a longer correlation length
+        assert corr[0.6] < corr[1.2] < 0.0
+
+
+def test_blur_z_ratio_blurs_through_plane_only() -> None:
+    """Gaussians compose: a z blur of ratio 3 is the isotropic render further blurred along z
+    only, by sigma sqrt(3^2 - 1) * 0.6 mm (scipy's filter as the reference)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    p = sample_params(1, 0, CLEAN, pattern="enchondroma")
+    iso = render({**p, "blur_sigma_mm": 0.6, "blur_z_ratio": 1.0}, CLEAN)
+    aniso = render({**p, "blur_sigma_mm": 0.6, "blur_z_ratio": 3.0}, CLEAN)
+    extra_px = np.sqrt(3.0**2 - 1.0) * 0.6 / CLEAN.spacing[0]
+    expected = gaussian_filter1d(iso, extra_px, axis=0, mode="nearest")
+    inner = (slice(6, -6),) * 3
+    assert np.abs(aniso - expected)[inner].max() < 0.03 * float(np.ptp(iso))
+    assert np.abs(aniso - iso)[inner].max() > 0.1 * float(np.ptp(iso))
+
+
+def test_a_vessel_crosses_the_patch_with_its_drawn_density() -> None:
+    """The vessel is a cylinder of the drawn radius and HU: its axis voxels hold vessel_hu."""
+    config = replace(CLEAN, blur_sigma_mm=(0.0, 0.0), kernels=("sharp",))
+    p = sample_params(2, 0, config, pattern="tendinitis")
+    without = render({**p, "vessel": 0}, config)
+    along = {"vessel_dir_u": 0.0, "vessel_dir_v": 0.0, "vessel_dir_w": 1.0}  # scene w = patch z
+    q = {**p, **along, "vessel": 1, "vessel_hu": 250.0, "vessel_radius_mm": 4.0,
+         "vessel_offset_mm": 14.0}
+    with_vessel = render(q, config)
+    changed = (with_vessel - without) > 120.0  # vessel 250 HU over muscle or fat
+    # Along scene w = patch z (canonical pose): the same disc of changed voxels on every slice,
+    # 4 mm in radius, whose centre lies 14 mm from the lesion centre (the patch centre).
+    z, y, x = _grid(config)
+    mid = changed[config.patch_size[0] // 2]
+    area_mm2 = mid.sum() * config.spacing[1] * config.spacing[2]
+    assert area_mm2 == pytest.approx(np.pi * 4.0**2, rel=0.25)
+    cy, cx = y[0][mid].mean(), x[0][mid].mean()
+    assert np.hypot(cy, cx) == pytest.approx(14.0, abs=1.0)
+    on_axis = (np.hypot(y - cy, x - cx) < 1.0) & (np.abs(z) < 10)
+    assert np.median(with_vessel[on_axis]) == pytest.approx(250.0, abs=30.0)
+
+
 def test_thick_slices_blur_along_z_only() -> None:
     p = sample_params(1, 0, CLEAN, pattern="enchondroma")
     thin = render(p, CLEAN)
@@ -310,6 +384,11 @@ def test_no_single_global_statistic_is_a_strong_shortcut(rendered) -> None:
         ({"noise_std_hu": (40, 5)}, ["noise_std_hu", "(40, 5)"]),
         ({"kernels": ["soft"]}, ["kernels", "soft", "sharp"]),
         ({"position_jitter_mm": -1}, ["position_jitter_mm", "-1"]),
+        ({"hu_scale": (1.1, 0.9)}, ["hu_scale", "(1.1, 0.9)"]),
+        ({"noise_correlation_mm": (0.0, 1.0)}, ["noise_correlation_mm", "0.1"]),
+        ({"blur_z_ratio": (1.0,)}, ["blur_z_ratio"]),
+        ({"vessel_prob": 1.5}, ["vessel_prob", "1.5"]),
+        ({"vessel_hu": (300, 30)}, ["vessel_hu", "(300, 30)"]),
     ],
 )
 def test_config_errors_name_the_field_and_the_value(kwargs, needles) -> None:

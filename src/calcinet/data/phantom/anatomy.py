@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
-from calcinet.data.phantom.shapes import F32, Frame, Scene, ellipsoid
+from calcinet.data.phantom.shapes import F32, Frame, Scene, basis, ellipsoid
 
 # Hyaline cartilage and tendon are a little denser than muscle on CT (general radiology: cartilage
 # ~80-110 HU, tendon ~75-115 HU); expressed as offsets so they follow the sampled muscle HU.
@@ -43,6 +43,20 @@ def soft_tissue(scene: Scene, p: dict, fat_fraction: float | None = None) -> Non
     # Subcutaneous fat beyond `subcut_fat_mm` on the side away from the bone (+u); the patterns'
     # bones and masses are drawn afterwards and displace it.
     fat_layer(scene, p, offset_mm=p["subcut_fat_mm"])
+    if p.get("vessel"):
+        vessel(scene, p)
+
+
+def vessel(scene: Scene, p: dict) -> None:
+    """A non-calcified vessel crossing the patch (domain randomisation: both classes can have
+    one): a cylinder of `vessel_radius_mm` along the drawn direction, passing
+    `vessel_offset_mm` from the lesion centre, filled with blood or contrast (`vessel_hu`)."""
+    d = np.array([p["vessel_dir_u"], p["vessel_dir_v"], p["vessel_dir_w"]], dtype=np.float64)
+    axes = basis(d)
+    origin = p["vessel_offset_mm"] * axes[:, 0]
+    fr = scene.frame(origin, axes)
+    r = np.sqrt(fr.a * fr.a + fr.b * fr.b)
+    scene.paint(fr, r - p["vessel_radius_mm"], p["vessel_hu"])
 
 
 def fat_layer(

@@ -63,6 +63,17 @@ class PhantomConfig:
     blur_sigma_mm: tuple[float, float] = (0.3, 0.8)
     # Lesion centre offset from the patch centre, per axis, uniform in [-j, j] mm.
     position_jitter_mm: float = 4.0
+    # Domain randomisation: more factors that must not matter, drawn per sample whatever the class
+    # (so only morphology stays predictive). Calibration gain about water (CT number accuracy is
+    # specified within a few percent); noise correlation length (reconstruction kernels from
+    # sharp to smooth); through-plane / in-plane blur ratio (anisotropic resolution); a
+    # non-calcified vessel crossing the patch with probability `vessel_prob`, from unenhanced
+    # blood to arterial contrast (`vessel_hu`), which both classes can have next to them.
+    hu_scale: tuple[float, float] = (0.95, 1.05)
+    noise_correlation_mm: tuple[float, float] = (0.5, 1.3)
+    blur_z_ratio: tuple[float, float] = (0.8, 2.0)
+    vessel_prob: float = 0.3
+    vessel_hu: tuple[float, float] = (30.0, 300.0)
     # Whether the anatomy is given a uniformly random 3D orientation (False: a fixed pose, handy for
     # teaching figures); the drawn quaternion is a nuisance factor either way.
     random_orientation: bool = True
@@ -90,7 +101,7 @@ class PhantomConfig:
             raise _err("spacing", sp, "three voxel sizes in mm (z, y, x), each in [0.1, 10]")
         set_("spacing", sp_t)
 
-        for name in ("malignant_fraction", "difficulty", "label_noise"):
+        for name in ("malignant_fraction", "difficulty", "label_noise", "vessel_prob"):
             v = getattr(self, name)
             hi = 0.5 if name == "label_noise" else 1.0
             if isinstance(v, bool) or not isinstance(v, int | float) or not (0.0 <= v <= hi):
@@ -117,6 +128,13 @@ class PhantomConfig:
         set_("slice_thickness_mm", _range("slice_thickness_mm", self.slice_thickness_mm, 0.0, 20.0))
         set_("hu_offset_hu", _range("hu_offset_hu", self.hu_offset_hu, -200.0, 200.0))
         set_("blur_sigma_mm", _range("blur_sigma_mm", self.blur_sigma_mm, 0.0, 5.0))
+        set_("hu_scale", _range("hu_scale", self.hu_scale, 0.5, 2.0))
+        set_(
+            "noise_correlation_mm",
+            _range("noise_correlation_mm", self.noise_correlation_mm, 0.1, 5.0),
+        )
+        set_("blur_z_ratio", _range("blur_z_ratio", self.blur_z_ratio, 0.1, 10.0))
+        set_("vessel_hu", _range("vessel_hu", self.vessel_hu, -100.0, 1000.0))
 
         k = self.kernels
         if isinstance(k, str):

@@ -5,7 +5,11 @@ object (HU, partial volume already in it)
   -> slice profile: average over `slice_thickness_mm` along z, sampled on the thick-slice grid
   -> noise added on that grid, spatially correlated in-plane like the kernel
      (smooth = low-pass, blotchy; sharp = high-pass, grainy), std `noise_std_hu`
-  -> resampled back to the patch spacing along z (linear), plus a global `hu_offset_hu` drift.
+  -> resampled back to the patch spacing along z (linear), then a calibration gain `hu_scale`
+     about water and a global `hu_offset_hu` drift.
+Domain randomisation draws the noise correlation length (`noise_correlation_mm`) and the
+through-plane to in-plane blur ratio (`blur_z_ratio`, anisotropy) per sample as well; params
+without them (older datasets) render as before.
 
 Everything is separable 1D filtering and linear interpolation along z: no FFTs, no 3D zoom.
 """
@@ -68,10 +72,15 @@ def _interp_z(vol: np.ndarray, zidx: np.ndarray) -> np.ndarray:
     return vol[i0] * (1 - t) + vol[i0 + 1] * t
 
 
-def noise_field(rng: np.random.Generator, shape, spacing_yx, kernel: str) -> np.ndarray:
-    """Unit-std noise correlated in-plane like a reconstruction kernel, independent per slice."""
+def noise_field(
+    rng: np.random.Generator, shape, spacing_yx, kernel: str, sigma_mm: float | None = None
+) -> np.ndarray:
+    """Unit-std noise correlated in-plane like a reconstruction kernel, independent per slice.
+    `sigma_mm` is the correlation length (Gaussian sigma, mm; None: the kernel's default)."""
     n = rng.standard_normal(shape, dtype=F32)
-    sigma = SMOOTH_NOISE_SIGMA_MM if kernel == "smooth" else SHARP_NOISE_SIGMA_MM
+    if sigma_mm is None:
+        sigma_mm = SMOOTH_NOISE_SIGMA_MM if kernel == "smooth" else SHARP_NOISE_SIGMA_MM
+    sigma = float(sigma_mm)
     ky = gaussian_kernel(round(sigma / spacing_yx[0], 3))
     kx = gaussian_kernel(round(sigma / spacing_yx[1], 3))
     low = ndi.correlate1d(ndi.correlate1d(n, ky, axis=1, mode="wrap"), kx, axis=2, mode="wrap")
@@ -90,7 +99,8 @@ def acquire(obj: np.ndarray, p: dict, spacing, rng: np.random.Generator) -> np.n
     kernel = p["kernel"]
     blur = float(p["blur_sigma_mm"])
     blur_xy = float(np.hypot(blur, SMOOTH_EXTRA_BLUR_MM)) if kernel == "smooth" else blur
-    vol = _filter(obj.astype(F32, copy=False), (blur / sz, blur_xy / sy, blur_xy / sx), (0, 1, 2))
+    blur_z = blur * float(p.get("blur_z_ratio", 1.0))
+    vol = _filter(obj.astype(F32, copy=False), (blur_z / sz, blur_xy / sy, blur_xy / sx), (0, 1, 2))
     if kernel == "sharp":
         low = _filter(vol, (SHARP_UNSHARP_SIGMA_MM / sy, SHARP_UNSHARP_SIGMA_MM / sx), (1, 2))
         vol = vol + F32(SHARP_UNSHARP_AMOUNT) * (vol - low)
@@ -109,8 +119,12 @@ def acquire(obj: np.ndarray, p: dict, spacing, rng: np.random.Generator) -> np.n
         vol = _interp_z(vol, zt)
     sigma = float(p["noise_std_hu"])
     if sigma > 0:
-        vol += F32(sigma) * noise_field(rng, vol.shape, (sy, sx), kernel)
+        corr = p.get("noise_correlation_mm")
+        vol += F32(sigma) * noise_field(rng, vol.shape, (sy, sx), kernel, corr)
     if resample:
         vol = _interp_z(vol, (np.arange(D) - z0) / step)
+    scale = float(p.get("hu_scale", 1.0))
+    if scale != 1.0:  # calibration gain about water (0 HU), then the offset drift
+        vol *= F32(scale)
     vol += F32(p["hu_offset_hu"])
     return vol.astype(F32, copy=False)

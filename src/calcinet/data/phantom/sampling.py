@@ -47,6 +47,16 @@ NUISANCE_KEYS: tuple[str, ...] = (
     "cortex_mm",
     "texture_hu",
     "trabecular_texture_hu",
+    "hu_scale",
+    "noise_correlation_mm",
+    "blur_z_ratio",
+    "vessel",
+    "vessel_hu",
+    "vessel_radius_mm",
+    "vessel_offset_mm",
+    "vessel_dir_u",
+    "vessel_dir_v",
+    "vessel_dir_w",
 )
 
 # Canonical pose (orientation quaternion = identity): the scene's long axis w runs along the
@@ -70,7 +80,7 @@ def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict[str
     else:
         rng.standard_normal(4)  # keep the stream aligned with the random-orientation case
         q = np.array([1.0, 0.0, 0.0, 0.0])
-    return {
+    out = {
         "noise_std_hu": u(*config.noise_std_hu),
         "kernel": str(config.kernels[int(rng.integers(len(config.kernels)))]),
         "slice_thickness_mm": u(*config.slice_thickness_mm),
@@ -89,12 +99,30 @@ def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict[str
         "fluid_hu": u(0, 20),
         "trabecular_hu": u(200, 400),
         "cortical_hu": u(1000, 1900),
-        "fat_fraction": u(0.05, 0.45),
+        "fat_fraction": u(0.02, 0.7),
         "subcut_fat_mm": u(6, 45),
         "cortex_mm": u(1.5, 4.0),
-        "texture_hu": u(2, 8),
+        "texture_hu": u(2, 12),
         "trabecular_texture_hu": u(40, 90),
     }
+    # Domain randomisation, drawn after the factors above so that their values stay as they were.
+    d = rng.standard_normal(3)
+    d = d / np.linalg.norm(d)
+    out.update(
+        {
+            "hu_scale": u(*config.hu_scale),
+            "noise_correlation_mm": u(*config.noise_correlation_mm),
+            "blur_z_ratio": u(*config.blur_z_ratio),
+            "vessel": int(rng.random() < config.vessel_prob),
+            "vessel_hu": u(*config.vessel_hu),
+            "vessel_radius_mm": u(1.5, 5.0),
+            "vessel_offset_mm": u(3.0, 20.0),
+            "vessel_dir_u": float(d[0]),
+            "vessel_dir_v": float(d[1]),
+            "vessel_dir_w": float(d[2]),
+        }
+    )
+    return out
 
 
 def _check_index_seed(index: Any, seed: Any) -> None:
