@@ -9,14 +9,19 @@ when asked, a MONAI bundle; log them to MLflow.
 
 from __future__ import annotations
 
+import importlib
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from calcinet.export.card import CARD_FILE, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
 from calcinet.export.mlflow_model import MlflowOptions, MlflowOutcome, log_export
-from calcinet.export.parity import ParityResult, check_batch, check_parity
+from calcinet.export.parity import FreshProcess, ParityResult, check_batch, check_parity
 from calcinet.export.torch_export import ProgramExportError, export_program, save_program
 from calcinet.export.torchscript import save_torchscript, to_torchscript
 from calcinet.export.wrapper import HUClassifier
@@ -36,6 +41,17 @@ class ExportResult:
     card: Path | None = None
     bundle: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: Wall seconds of each step (load, TorchScript, torch.export, parity, files, MLflow).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], step: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
 
 
 def default_output(ckpt_path: Path) -> Path:
@@ -96,18 +112,40 @@ def export_checkpoint(
         )
     check_output(output, ckpt_path)
     info = read_checkpoint(ckpt_path)
-    module = load_module(info)
+    # The parity process starts now: its torch import overlaps with loading, scripting and
+    # torch.export here.
+    with FreshProcess() as fresh:
+        return _export(info, output, torch_export, parity_patches, tolerance, seed, mlflow,
+                       bundle_dir, fresh)
+
+
+def _export(
+    info: Any,
+    output: Path,
+    torch_export: bool,
+    parity_patches: int,
+    tolerance: float,
+    seed: int,
+    mlflow: MlflowOptions | None,
+    bundle_dir: str | Path | None,
+    fresh: FreshProcess,
+) -> ExportResult:
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "load"):
+        module = load_module(info)
     model = HUClassifier(module.network, info.hu_window, info.patch_size,
                          float(module.temperature)).eval()
     batch = check_batch(info.patch_size, max(2, parity_patches), seed)
-    scripted, method = to_torchscript(model, batch)
+    with _timed(seconds, "TorchScript"):
+        scripted, method = to_torchscript(model, batch)
     notes: list[str] = []
     if method != "script":
         notes.append(f"TorchScript by {method}")
     program = None
     if torch_export:
         try:
-            program = export_program(model, batch)
+            with _timed(seconds, "torch.export"):
+                program = export_program(model, batch)
         except ProgramExportError as error:
             notes.append(
                 f"no .pt2: torch.export does not support network {info.network['name']!r} ({error})"
@@ -124,14 +162,20 @@ def export_checkpoint(
         if program is not None:
             save_program(program, pt2_tmp, metadata)
         try:
-            parity = check_parity(
-                module,
-                info.hu_window,
-                ts_tmp,
-                pt2_tmp if program is not None else None,
-                batch,
-                tolerance,
-            )
+            if mlflow is not None and mlflow.enabled:
+                # MLflow's import (seconds) runs while the parity process works.
+                threading.Thread(target=importlib.import_module, args=("mlflow",),
+                                 daemon=True).start()
+            with _timed(seconds, "parity"):
+                parity = check_parity(
+                    module,
+                    info.hu_window,
+                    ts_tmp,
+                    pt2_tmp if program is not None else None,
+                    batch,
+                    tolerance,
+                    fresh,
+                )
         except RuntimeError as error:
             raise ExportError(f"output_path={output}: parity check failed: {error}") from None
         if not parity.torchscript_ok:
@@ -172,9 +216,13 @@ def export_checkpoint(
     if bundle_dir is not None:
         from calcinet.export.bundle import write_bundle
 
-        bundle = write_bundle(Path(bundle_dir), output, metadata)
-    outcome = log_export(output, program_path, metadata, mlflow or MlflowOptions(enabled=False))
-    return ExportResult(output, program_path, parity, metadata, outcome, card, bundle, notes)
+        with _timed(seconds, "bundle"):
+            bundle = write_bundle(Path(bundle_dir), output, metadata)
+    with _timed(seconds, "MLflow"):
+        outcome = log_export(output, program_path, metadata,
+                             mlflow or MlflowOptions(enabled=False))
+    return ExportResult(output, program_path, parity, metadata, outcome, card, bundle, notes,
+                        seconds)
 
 
 def write_card(path: Path, metadata: dict) -> Path:

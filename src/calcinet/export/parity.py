@@ -21,11 +21,12 @@ import torch
 #: HU range of the random check patches: beyond both ends of any CT window (air to dense bone).
 CHECK_HU_RANGE = (-1200.0, 3000.0)
 
-# Runs in the fresh process: torch only. argv: torchscript path, pt2 path or "", inputs, outputs.
+# Runs in the fresh process: torch only. It imports torch first, then reads one JSON line on
+# stdin: [torchscript path, pt2 path or "", inputs, outputs].
 CHILD = r"""
 import json, sys
 import torch
-ts_path, pt2_path, inputs_path, outputs_path = sys.argv[1:5]
+ts_path, pt2_path, inputs_path, outputs_path = json.loads(sys.stdin.readline())
 hu = torch.load(inputs_path, weights_only=True)
 extra = {"metadata.json": ""}
 outputs, report = {}, {}
@@ -100,33 +101,64 @@ def reference_probabilities(
         return module.eval().probability(windowed)
 
 
+class FreshProcess:
+    """A new interpreter (isolated mode: neither the current folder nor PYTHONPATH can inject
+    modules) that imports only torch and then computes the outputs of the saved files.
+
+    It starts when created, so its start-up (importing torch takes seconds) overlaps with the
+    export's own work; :meth:`run` hands it the files. Use it as a context manager: leaving
+    stops it if it is still running and removes its temporary folder."""
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="calcinet-parity-")
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-c", CHILD],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def run(
+        self, torchscript: Path, program: Path | None, hu: torch.Tensor, timeout: float = 600
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Outputs of ``torchscript`` (and ``program``) on ``hu`` ``[N, 1, X, Y, Z]``, with the
+        child's report (``foreign_modules``: packages other than torch it had to import).
+
+        Raises:
+            RuntimeError: the child failed (its last stderr lines are in the message).
+        """
+        folder = Path(self._folder.name)
+        inputs, outputs = folder / "inputs.pt", folder / "outputs.pt"
+        torch.save(hu, inputs)
+        request = json.dumps([str(torchscript), str(program) if program else "", str(inputs),
+                              str(outputs)])
+        stdout, stderr = self._process.communicate(request + "\n", timeout=timeout)
+        if self._process.returncode != 0:
+            tail = " | ".join(stderr.strip().splitlines()[-3:])
+            raise RuntimeError(
+                f"reloading {torchscript.name} in a fresh process failed "
+                f"(exit {self._process.returncode}): {tail}"
+            )
+        report = json.loads(stdout.strip().splitlines()[-1])
+        return torch.load(outputs, weights_only=True), report
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._folder.cleanup()
+
+    def __enter__(self) -> FreshProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_fresh_process(
     torchscript: Path, program: Path | None, hu: torch.Tensor, timeout: float = 600
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Outputs of the saved files on ``hu``, computed by a new interpreter importing only torch."""
-    with tempfile.TemporaryDirectory(prefix="calcinet-parity-") as folder:
-        inputs, outputs = Path(folder) / "inputs.pt", Path(folder) / "outputs.pt"
-        torch.save(hu, inputs)
-        # -I: isolated mode, so neither the current folder nor PYTHONPATH can inject modules.
-        command = [
-            sys.executable,
-            "-I",
-            "-c",
-            CHILD,
-            str(torchscript),
-            str(program) if program else "",
-            str(inputs),
-            str(outputs),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(
-                f"reloading {torchscript.name} in a fresh process failed "
-                f"(exit {done.returncode}): {tail}"
-            )
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-        return torch.load(outputs, weights_only=True), report
+    with FreshProcess() as fresh:
+        return fresh.run(torchscript, program, hu, timeout)
 
 
 def check_parity(
@@ -136,10 +168,15 @@ def check_parity(
     program: Path | None,
     hu: torch.Tensor,
     tolerance: float,
+    fresh: FreshProcess | None = None,
 ) -> ParityResult:
-    """Compare the files (in a fresh process) with the checkpoint on ``hu``."""
+    """Compare the files (in a fresh process; ``fresh``: one started earlier) with the
+    checkpoint on ``hu``."""
     expected = reference_probabilities(module, hu, hu_window)
-    outputs, report = run_fresh_process(torchscript, program, hu)
+    if fresh is None:
+        outputs, report = run_fresh_process(torchscript, program, hu)
+    else:
+        outputs, report = fresh.run(torchscript, program, hu)
     if report["foreign_modules"]:
         raise RuntimeError(
             f"loading {torchscript.name} imported {report['foreign_modules']}; "

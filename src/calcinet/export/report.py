@@ -39,6 +39,9 @@ def summary(result: ExportResult) -> str:
             lines.append(f"Registered:    {outcome.registered}")
     for note in [*result.notes, *outcome.notes]:
         lines.append(f"Note:          {note}")
+    if result.seconds:
+        lines.append("Time:          " + ", ".join(
+            f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items()))
     lines.append(
         f"Predict:       calcinet-predict --model-path {result.torchscript} SCAN.nii.gz "
         "[--center x,y,z]"
