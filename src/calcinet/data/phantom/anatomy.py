@@ -43,6 +43,7 @@ def soft_tissue(scene: Scene, p: dict, fat_fraction: float | None = None) -> Non
     # Subcutaneous fat beyond `subcut_fat_mm` on the side away from the bone (+u); the patterns'
     # bones and masses are drawn afterwards and displace it.
     fat_layer(scene, p, offset_mm=p["subcut_fat_mm"])
+    scene.mark_background()
 
 
 def fat_layer(
