@@ -181,7 +181,7 @@ def test_large_finding_reaches_its_hu_at_the_centre(lung1) -> None:
     assert float((small - bg).max()) < 0.6 * (1300.0 - level)
 
 
-# -- the voxel renderer's cover ----------------------------------------------------------------------
+# -- the voxel renderer's cover --------------------------------------------------------------------
 def test_scene_cover_unmixes_what_is_painted_over_the_tissue() -> None:
     config = PhantomConfig(patch_size=(24, 24, 24), spacing=(1.0, 1.0, 1.0))
     p = sample_params(0, 0, config)
