@@ -3,6 +3,10 @@ figure of the most confident error and the phantom montage.
 
     python scripts/readme_figures.py                    # a quick training run, then evaluate it
     python scripts/readme_figures.py --run outputs/train/runs/<time>   # figures of a real run
+    python scripts/readme_figures.py --real-backgrounds SCAN ...   # only that montage (below)
+
+``--real-backgrounds`` writes only ``phantom_real_backgrounds.png``: findings inserted into the
+given CT scans, e.g. ``../shared/fixtures/real/nrrd/lung1_image.nrrd`` (the README's figure).
 
 Without ``--run`` it trains the default recipe on fewer samples and epochs (``QUICK``, a few
 minutes on two CPU cores) without MLflow, then runs ``calcinet-evaluate`` on its test split; both
@@ -41,12 +45,35 @@ def _run(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
+#: Patterns of the real-background montage: three benign, three malignant.
+REAL_BACKGROUND_PATTERNS = (
+    "phlebolith", "myositis_ossificans", "vascular",
+    "chondrosarcoma_high_grade", "blastic_metastasis", "pleural_plaque_malignant",
+)
+
+
+def real_background_montage(scans: list[str], out: Path) -> Path:
+    """Every sample of the montage on a real background (soft tissue around the centre)."""
+    from calcinet.data.phantom import PhantomConfig
+    from calcinet.data.phantom.montage import render_montage
+
+    config = PhantomConfig(backgrounds=tuple(scans), real_background_fraction=1.0)
+    return render_montage(out / "phantom_real_backgrounds.png", config, seed=0,
+                          patterns=REAL_BACKGROUND_PATTERNS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="training run folder or checkpoint to evaluate")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pictures")
+    parser.add_argument("--real-backgrounds", nargs="+", metavar="SCAN",
+                        help="only write phantom_real_backgrounds.png, findings inserted into "
+                             "these CT scans (NIfTI, NRRD or DICOM series folders)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the quick run")
     args = parser.parse_args()
+    if args.real_backgrounds:
+        print(f"Wrote {real_background_montage(args.real_backgrounds, args.out)}")
+        return
 
     with tempfile.TemporaryDirectory(prefix="calcinet-figures-") as scratch:
         work = Path(scratch)

@@ -45,6 +45,7 @@ def soft_tissue(scene: Scene, p: dict, fat_fraction: float | None = None) -> Non
     fat_layer(scene, p, offset_mm=p["subcut_fat_mm"])
     if p.get("vessel"):
         vessel(scene, p)
+    scene.mark_background()
 
 
 def vessel(scene: Scene, p: dict) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
@@ -45,6 +46,10 @@ class PhantomConfig:
     or a dict id -> weight). `difficulty` in [0, 1] moves each confounder pair closer together.
     `label_noise` flips the emitted label with that probability (the truth stays in `true_label`).
     The remaining fields are the ranges of the nuisance factors, drawn identically for both classes.
+    Real backgrounds: `backgrounds` lists CT scans (NIfTI, NRRD files or DICOM series folders);
+    `real_background_fraction` of the samples, drawn independently of the class, show their
+    finding inserted into a patch of one of them whose centre's neighbourhood has a median HU in
+    `background_tissue_hu` (see `calcinet.data.phantom.backgrounds`).
     """
 
     patch_size: tuple[int, int, int] = (48, 48, 48)
@@ -77,6 +82,11 @@ class PhantomConfig:
     # Whether the anatomy is given a uniformly random 3D orientation (False: a fixed pose, handy for
     # teaching figures); the drawn quaternion is a nuisance factor either way.
     random_orientation: bool = True
+    # Real CT backgrounds (none by default: no scan ships with calcinet).
+    backgrounds: tuple[str, ...] = ()
+    real_background_fraction: float = 0.0
+    # Median HU around a real patch's centre: soft tissue (fat to muscle) by default.
+    background_tissue_hu: tuple[float, float] = (-100.0, 100.0)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -149,6 +159,29 @@ class PhantomConfig:
         set_("position_jitter_mm", float(j))
         if not isinstance(self.random_orientation, bool):
             raise _err("random_orientation", self.random_orientation, "true or false")
+        self._check_backgrounds()
+
+    def _check_backgrounds(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        b = self.backgrounds
+        b = (b,) if isinstance(b, str | Path) else b
+        if not isinstance(b, Sequence) or not all(isinstance(x, str | Path) for x in b):
+            raise _err("backgrounds", self.backgrounds, "a list of CT scan paths")
+        b = tuple(str(x) for x in b)
+        for path in b:
+            if not Path(path).exists():
+                raise _err("backgrounds", list(b), f"existing NIfTI / NRRD files or DICOM series "
+                           f"folders; {path!r} does not exist (from {Path.cwd()})")
+        set_("backgrounds", b)
+        f = self.real_background_fraction
+        if isinstance(f, bool) or not isinstance(f, int | float) or not (0.0 <= f <= 1.0):
+            raise _err("real_background_fraction", f, "a number in [0, 1]")
+        if f > 0 and not b:
+            raise _err("real_background_fraction", f, "0 while backgrounds is empty (list scans "
+                       "in backgrounds to draw real backgrounds)")
+        set_("real_background_fraction", float(f))
+        set_("background_tissue_hu",
+             _range("background_tissue_hu", self.background_tissue_hu, -1100.0, 4000.0))
 
     @staticmethod
     def _check_patterns(p: Any) -> tuple[str, ...] | dict[str, float] | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from calcinet.data.phantom.backgrounds import background_patch, draw_location, insert_finding
 from calcinet.data.phantom.benign import BENIGN
 from calcinet.data.phantom.config import PhantomConfig
 from calcinet.data.phantom.malignant import MALIGNANT
@@ -139,7 +140,8 @@ def sample_params(
     pattern (its class follows), for figures and tests."""
     config = PhantomConfig() if config is None else config
     _check_index_seed(index, seed)
-    s_class, s_morph, s_nuis, s_render = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
+    children = np.random.SeedSequence([int(seed), int(index)]).spawn(6)
+    s_class, s_morph, s_nuis, s_render = children[:4]  # child 4: the renderer's choice
     rc = np.random.default_rng(s_class)
     draw_label = int(rc.random() < config.malignant_fraction)
     if pattern is None:
@@ -164,12 +166,16 @@ def sample_params(
     }
     params.update({k: _round(v) for k, v in nuisance.items()})
     params.update({k: _round(v) for k, v in morph.items()})
+    params.update(draw_location(np.random.default_rng(children[5]), config))
     return params
 
 
 def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.ndarray:
     """Voxels (float32 HU, shape `config.patch_size`, axes (z, y, x)) of the sample `params`
-    describes. Only the patch geometry is read from `config`; everything else is in `params`."""
+    describes. Only the patch geometry is read from `config`; everything else is in `params`.
+    On a real background (`params["background"]` a scan path) the painted structures are
+    inserted into the scan's patch (`backgrounds.insert_finding`) instead of passing through the
+    acquisition model; the scanner nuisance factors then go unused."""
     config = PhantomConfig() if config is None else config
     pattern = params.get("pattern")
     if pattern not in LESIONS:
@@ -185,7 +191,22 @@ def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.nd
     )
     _, painter = LESIONS[pattern]
     painter(scene, params)
+    if params.get("background", "synthetic") != "synthetic":
+        scan, patch, z_start = background_patch(params, config)
+        return insert_finding(patch, *scene_object(scene), scan, z_start)
     return acquire(scene.img, params, config.spacing, np.random.default_rng(s_noise))
+
+
+def scene_object(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """(obj, cover) of a painted scene: the structures painted over the background tissue, un-
+    mixed from it (img = (1 - cover) * base + cover * obj), and the fraction they occupy."""
+    cover = scene.cover
+    if scene.base is None:  # nothing declared background: the whole image is the object
+        return scene.img.copy(), np.ones_like(cover)
+    some = cover > 0
+    obj = scene.img.copy()
+    obj[some] = scene.base[some] + (scene.img[some] - scene.base[some]) / cover[some]
+    return obj, cover.copy()
 
 
 def generate_sample(index: int, seed: int, config: PhantomConfig | None = None) -> dict[str, Any]:

@@ -48,6 +48,14 @@ class Scene:
 
     `rotation` maps scene to patch coordinates (columns = the u, v, w axes in (z, y, x)).
     `centre_mm` is the lesion centre relative to the patch centre, (z, y, x) mm.
+
+    `cover` (0..1, shaped like `img`) is the fraction of each voxel occupied by what was painted
+    after the background tissue: `mark_background()` (called by `anatomy.soft_tissue`) sets it to
+    0 and keeps that tissue as `base`; every later paint, in any mode, then grows it by
+    occ * (1 - cover), as a union of partial volumes. "add" (density on top) and "max" (only
+    brightens) count like "replace": each deposits a structure on its occupancy. So `img` is
+    always (1 - cover) * base + cover * (the painted structures' own HU), the split that
+    `calcinet.data.phantom.backgrounds.insert_finding` needs to move them onto a real scan.
     """
 
     def __init__(self, shape, spacing, rotation, centre_mm, rng: np.random.Generator):
@@ -61,6 +69,8 @@ class Scene:
             for n, s in zip(self.shape, self.spacing, strict=True)
         ]
         self.img = np.zeros(self.shape, F32)
+        self.cover = np.zeros(self.shape, F32)
+        self.base: np.ndarray | None = None
         # Partial-volume ramp width: the voxel's geometric mean size.
         self.pv = float(np.prod(self.spacing) ** (1.0 / 3.0))
         self._full: Frame | None = None
@@ -109,6 +119,11 @@ class Scene:
         return u[0] * fr.a + u[1] * fr.b + u[2] * fr.c  # valid for scene-aligned frames
 
     # -- drawing ----------------------------------------------------------------------------------
+    def mark_background(self) -> None:
+        """Declare what is drawn so far the background tissue: `base` = `img`, `cover` = 0."""
+        self.base = self.img.copy()
+        self.cover[...] = 0.0
+
     def occupancy(self, sdf: np.ndarray, soft: float = 1.0) -> np.ndarray:
         """Fractional occupancy of a voxel from a signed distance (mm): the partial-volume ramp.
         `soft` > 1 widens the ramp for ill-defined (infiltrating) margins."""
@@ -133,6 +148,8 @@ class Scene:
             np.maximum(view, view + occ * (value - view), out=view)
         else:  # pragma: no cover - programming error
             raise ValueError(f"paint mode {mode!r}")
+        cover = self.cover[fr.sl]
+        cover += occ * (1.0 - cover)
 
     # -- random fields ----------------------------------------------------------------------------
     def field(self, scale_mm: float) -> np.ndarray:
