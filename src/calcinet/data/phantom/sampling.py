@@ -5,6 +5,8 @@ turns that dict into voxels and is deterministic (its randomness comes from `ren
 class is drawn first, then a pattern within the class; morphology, nuisance factors and the render
 seed come from separate child streams of `SeedSequence([seed, index])`, so the nuisance draws do
 not even see which class or pattern was chosen: they are identically distributed by construction.
+The renderer family (`params["renderer"]`, "voxel" or "implicit") comes from a fifth child stream,
+drawn after the pattern among the config's families that cover it.
 """
 
 from __future__ import annotations
@@ -111,7 +113,9 @@ def sample_params(
     pattern (its class follows), for figures and tests."""
     config = PhantomConfig() if config is None else config
     _check_index_seed(index, seed)
-    s_class, s_morph, s_nuis, s_render = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
+    # Children 0-3 are those of the single-family phantom; child 4 only draws the renderer.
+    streams = np.random.SeedSequence([int(seed), int(index)]).spawn(5)
+    s_class, s_morph, s_nuis, s_render, s_renderer = streams
     rc = np.random.default_rng(s_class)
     draw_label = int(rc.random() < config.malignant_fraction)
     if pattern is None:
@@ -124,11 +128,29 @@ def sample_params(
         rc.random()
     true_label = PATTERNS[pattern].label
     flip = bool(rc.random() < config.label_noise)
-    sampler, _ = LESIONS[pattern]
-    morph = sampler(np.random.default_rng(s_morph), config.difficulty)
-    nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
+    families = config.renderers_for(pattern)
+    if not families:
+        raise ValueError(
+            f"sample_params: pattern={pattern!r} cannot be rendered by "
+            f"renderers={config.renderers!r}"
+        )
+    names = list(families)
+    w = np.array([families[n] for n in names])
+    renderer = names[int(np.random.default_rng(s_renderer).choice(len(names), p=w / w.sum()))]
+    if renderer == "implicit":
+        from calcinet.data.phantom import implicit
+
+        morph = implicit.sample_morphology(
+            pattern, np.random.default_rng(s_morph), config.difficulty
+        )
+        nuisance = implicit.sample_nuisance(np.random.default_rng(s_nuis), config)
+    else:
+        sampler, _ = LESIONS[pattern]
+        morph = sampler(np.random.default_rng(s_morph), config.difficulty)
+        nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
     params: dict[str, Any] = {
         "pattern": pattern,
+        "renderer": renderer,
         "label": int(true_label ^ flip),
         "true_label": int(true_label),
         "difficulty": config.difficulty,
@@ -141,9 +163,21 @@ def sample_params(
 
 def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.ndarray:
     """Voxels (float32 HU, shape `config.patch_size`, axes (z, y, x)) of the sample `params`
-    describes. Only the patch geometry is read from `config`; everything else is in `params`."""
+    describes. Only the patch geometry is read from `config`; everything else is in `params`,
+    whose "renderer" ("voxel" when absent) picks the family."""
     config = PhantomConfig() if config is None else config
     pattern = params.get("pattern")
+    if params.get("renderer", "voxel") == "implicit":
+        from calcinet.data.phantom import implicit
+
+        if pattern not in implicit.COVERED:
+            raise ValueError(
+                f"render: params['pattern']={pattern!r} is not covered by the implicit renderer; "
+                f"covered: {list(implicit.COVERED)}"
+            )
+        s_object, s_scanner = np.random.SeedSequence(int(params["render_seed"])).spawn(2)
+        obj, _ = implicit.render_object(params, config, np.random.default_rng(s_object))
+        return implicit.acquire(obj, params, config.spacing, np.random.default_rng(s_scanner))
     if pattern not in LESIONS:
         raise ValueError(
             f"render: params['pattern']={pattern!r} is unknown; valid: {list(PATTERNS)}"
