@@ -45,9 +45,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="training run folder or checkpoint to evaluate")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pictures")
+    parser.add_argument(
+        "--montages-only", action="store_true", help="only draw the two phantom montages"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the quick run")
     args = parser.parse_args()
+    if not args.montages_only:
+        _evaluation_figures(args)
+    from calcinet.data.phantom.montage import render_montage
 
+    print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
+    implicit = args.out / "phantom_montage_implicit.png"
+    print(f"Wrote {render_montage(implicit, seed=0, renderer='implicit')}")
+
+
+def _evaluation_figures(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="calcinet-figures-") as scratch:
         work = Path(scratch)
         run = args.run
@@ -68,10 +80,6 @@ def main() -> None:
         for source, target in COPIES.items():
             shutil.copyfile(evaluation / "figures" / source, args.out / target)
             print(f"Wrote {args.out / target}")
-
-    from calcinet.data.phantom.montage import render_montage
-
-    print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,17 @@ def test_bad_renderers_fail_in_one_line(value, fragment) -> None:
     with pytest.raises(ValueError, match="PhantomConfig.renderers=") as info:
         PhantomConfig(renderers=value)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_montage_draws_the_chosen_renderer(tmp_path) -> None:
+    from matplotlib.image import imread
+
+    from calcinet.data.phantom.montage import render_montage
+
+    config = PhantomConfig(patch_size=(16, 16, 16), spacing=(3.0, 3.0, 3.0))
+    args = dict(config=config, seed=0, patterns=["phlebolith"])
+    voxel = imread(render_montage(tmp_path / "v.png", **args))
+    again = imread(render_montage(tmp_path / "v2.png", **args, renderer="voxel"))
+    other = imread(render_montage(tmp_path / "i.png", **args, renderer="implicit"))
+    np.testing.assert_array_equal(voxel, again)
+    assert voxel.shape == other.shape and not np.array_equal(voxel, other)
