@@ -3,10 +3,12 @@ figure of the most confident error and the phantom montage.
 
     python scripts/readme_figures.py                    # a quick training run, then evaluate it
     python scripts/readme_figures.py --run outputs/train/runs/<time>   # figures of a real run
-    python scripts/readme_figures.py --real-backgrounds SCAN ...   # only that montage (below)
+    python scripts/readme_figures.py --montages-only --real-backgrounds SCAN ...   # montages only
 
-``--real-backgrounds`` writes only ``phantom_real_backgrounds.png``: findings inserted into the
-given CT scans, e.g. ``../shared/fixtures/real/nrrd/lung1_image.nrrd`` (the README's figure).
+The montages: ``phantom_montage.png`` (voxel renderer family), ``phantom_montage_implicit.png``
+(implicit family) and, with ``--real-backgrounds``, ``phantom_real_backgrounds.png``: findings
+inserted into the given CT scans, e.g. ``../shared/fixtures/real/nrrd/lung1_image.nrrd`` (the
+README's figure).
 
 Without ``--run`` it trains the default recipe on fewer samples and epochs (``QUICK``, a few
 minutes on two CPU cores) without MLflow, then runs ``calcinet-evaluate`` on its test split; both
@@ -66,15 +68,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="training run folder or checkpoint to evaluate")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pictures")
+    parser.add_argument(
+        "--montages-only", action="store_true", help="only draw the phantom montages"
+    )
     parser.add_argument("--real-backgrounds", nargs="+", metavar="SCAN",
-                        help="only write phantom_real_backgrounds.png, findings inserted into "
+                        help="also write phantom_real_backgrounds.png, findings inserted into "
                              "these CT scans (NIfTI, NRRD or DICOM series folders)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the quick run")
     args = parser.parse_args()
+    if not args.montages_only:
+        _evaluation_figures(args)
+    from calcinet.data.phantom.montage import render_montage
+
+    print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
+    implicit = args.out / "phantom_montage_implicit.png"
+    print(f"Wrote {render_montage(implicit, seed=0, renderer='implicit')}")
     if args.real_backgrounds:
         print(f"Wrote {real_background_montage(args.real_backgrounds, args.out)}")
-        return
 
+
+def _evaluation_figures(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="calcinet-figures-") as scratch:
         work = Path(scratch)
         run = args.run
@@ -95,10 +108,6 @@ def main() -> None:
         for source, target in COPIES.items():
             shutil.copyfile(evaluation / "figures" / source, args.out / target)
             print(f"Wrote {args.out / target}")
-
-    from calcinet.data.phantom.montage import render_montage
-
-    print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def main(cfg: DictConfig) -> None:
     manifest = write_dataset(output_dir, int(cfg.num_samples), int(cfg.seed), config)
     log.info(f"Wrote {cfg.num_samples} samples and {manifest}")
     if cfg.montage:
-        montage = render_montage(output_dir / "montage.png", config, seed=int(cfg.seed))
+        montage = render_montage(
+            output_dir / "montage.png", config, seed=int(cfg.seed), renderer=cfg.get("renderer")
+        )
         log.info(f"Montage: {montage}")
 
 

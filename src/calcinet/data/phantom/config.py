@@ -16,6 +16,9 @@ from typing import Any
 from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
 
 KERNELS = ("smooth", "sharp")
+# Renderer families: "voxel" (SDF painting, separable-filter CT model) and "implicit" (implicit
+# shapes and point clouds, frequency-domain CT model; calcinet.data.phantom.implicit).
+RENDERERS = ("voxel", "implicit")
 MIN_PATCH_SIZE = 16
 
 
@@ -45,7 +48,10 @@ class PhantomConfig:
     or weights the patterns drawn within a class (None = all 20 with equal weight, a list of ids,
     or a dict id -> weight). `difficulty` in [0, 1] moves each confounder pair closer together.
     `label_noise` flips the emitted label with that probability (the truth stays in `true_label`).
-    The remaining fields are the ranges of the nuisance factors, drawn identically for both classes.
+    `renderers` names the renderer families drawn from (a name, a list of names or a dict name ->
+    weight, among "voxel" and "implicit"); each sample's family is drawn among those that cover its
+    pattern. The remaining fields are the ranges of the nuisance factors, drawn identically for
+    both classes.
     Real backgrounds: `backgrounds` lists CT scans (NIfTI, NRRD files or DICOM series folders);
     `real_background_fraction` of the samples, drawn independently of the class, show their
     finding inserted into a patch of one of them whose centre's neighbourhood has a median HU in
@@ -87,6 +93,7 @@ class PhantomConfig:
     real_background_fraction: float = 0.0
     # Median HU around a real patch's centre: soft tissue (fat to muscle) by default.
     background_tissue_hu: tuple[float, float] = (-100.0, 100.0)
+    renderers: str | tuple[str, ...] | dict[str, float] = ("voxel",)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -159,6 +166,15 @@ class PhantomConfig:
         set_("position_jitter_mm", float(j))
         if not isinstance(self.random_orientation, bool):
             raise _err("random_orientation", self.random_orientation, "true or false")
+        set_("renderers", self._check_renderers(self.renderers))
+        for pattern, w in weights.items():
+            if w > 0 and not self.renderers_for(pattern):
+                raise _err(
+                    "renderers",
+                    self.renderers,
+                    f"a renderer covering pattern {pattern!r}, which "
+                    f"{' and '.join(repr(r) for r in self.renderer_weights() if r)} cannot render",
+                )
         self._check_backgrounds()
 
     def _check_backgrounds(self) -> None:
@@ -182,6 +198,58 @@ class PhantomConfig:
         set_("real_background_fraction", float(f))
         set_("background_tissue_hu",
              _range("background_tissue_hu", self.background_tissue_hu, -1100.0, 4000.0))
+
+    @staticmethod
+    def _check_renderers(r: Any) -> tuple[str, ...] | dict[str, float]:
+        valid = list(RENDERERS)
+        if isinstance(r, str):
+            r = (r,)
+        if isinstance(r, Mapping):
+            out: dict[str, float] = {}
+            for k, w in r.items():
+                if k not in RENDERERS:
+                    raise _err("renderers", dict(r), f"names among {valid}; {k!r} is unknown")
+                if (
+                    isinstance(w, bool)
+                    or not isinstance(w, int | float)
+                    or not (math.isfinite(w) and w >= 0)
+                ):
+                    raise _err("renderers", dict(r), f"a weight >= 0 for {k!r}, got {w!r}")
+                out[str(k)] = float(w)
+            if not any(w > 0 for w in out.values()):
+                raise _err("renderers", dict(r), "at least one positive weight")
+            return out
+        if isinstance(r, Sequence):
+            names = tuple(str(x) for x in r)
+            bad = [x for x in names if x not in RENDERERS]
+            if not names or bad:
+                unknown = f"; {bad[0]!r} is unknown" if bad else ""
+                raise _err(
+                    "renderers", list(r), f"a non-empty list of names among {valid}{unknown}"
+                )
+            return tuple(dict.fromkeys(names))
+        raise _err("renderers", r, f"a name, a list of names or a dict name -> weight, in {valid}")
+
+    def renderer_weights(self) -> dict[str, float]:
+        """Weight of each renderer family (0 for the unused ones)."""
+        r = self.renderers
+        if isinstance(r, dict):
+            return {k: float(r.get(k, 0.0)) for k in RENDERERS}
+        return {k: float(k in r) for k in RENDERERS}
+
+    def renderers_for(self, pattern: str) -> dict[str, float]:
+        """The renderer families (name -> weight > 0) of this config that cover ``pattern``."""
+        out = {}
+        for name, w in self.renderer_weights().items():
+            if w <= 0:
+                continue
+            if name == "implicit":
+                from calcinet.data.phantom.implicit import COVERED
+
+                if pattern not in COVERED:
+                    continue
+            out[name] = w
+        return out
 
     @staticmethod
     def _check_patterns(p: Any) -> tuple[str, ...] | dict[str, float] | None:

@@ -8,6 +8,7 @@ changes the process-wide matplotlib backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,10 @@ def render_montage(
     seed: int = 0,
     patterns: Sequence[str] | None = None,
     window=BONE_WINDOW,
+    renderer: str | None = None,
 ) -> Path:
     """Write :func:`montage_figure` as a PNG to ``path``; returns the path."""
-    figure = montage_figure(config, seed, patterns, window)
+    figure = montage_figure(config, seed, patterns, window, renderer)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -50,14 +52,20 @@ def montage_figure(
     seed: int = 0,
     patterns: Sequence[str] | None = None,
     window=BONE_WINDOW,
+    renderer: str | None = None,
 ):
     """A matplotlib ``Figure`` with one row per pattern (all 20 by default; sample ``seed`` of
     each) and the axial, coronal and sagittal slices through the lesion centre in ``window``
     (level, width HU), orientation letters on every slice.
 
+    ``renderer`` ("voxel" or "implicit") draws every row with that family; None keeps the
+    config's own ``renderers``.
+
     Raises:
         ValueError: an unknown pattern.
     """
+    if renderer is not None:
+        config = replace(config or PhantomConfig(), renderers=(renderer,))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -5,6 +5,8 @@ turns that dict into voxels and is deterministic (its randomness comes from `ren
 class is drawn first, then a pattern within the class; morphology, nuisance factors and the render
 seed come from separate child streams of `SeedSequence([seed, index])`, so the nuisance draws do
 not even see which class or pattern was chosen: they are identically distributed by construction.
+The renderer family (`params["renderer"]`, "voxel" or "implicit") comes from a fifth child stream,
+drawn after the pattern among the config's families that cover it.
 """
 
 from __future__ import annotations
@@ -140,8 +142,10 @@ def sample_params(
     pattern (its class follows), for figures and tests."""
     config = PhantomConfig() if config is None else config
     _check_index_seed(index, seed)
+    # Children 0-3 are those of the single-family phantom; child 4 only draws the renderer,
+    # child 5 the background (synthetic or which real scan, and where).
     children = np.random.SeedSequence([int(seed), int(index)]).spawn(6)
-    s_class, s_morph, s_nuis, s_render = children[:4]  # child 4: the renderer's choice
+    s_class, s_morph, s_nuis, s_render, s_renderer = children[:5]
     rc = np.random.default_rng(s_class)
     draw_label = int(rc.random() < config.malignant_fraction)
     if pattern is None:
@@ -154,11 +158,29 @@ def sample_params(
         rc.random()
     true_label = PATTERNS[pattern].label
     flip = bool(rc.random() < config.label_noise)
-    sampler, _ = LESIONS[pattern]
-    morph = sampler(np.random.default_rng(s_morph), config.difficulty)
-    nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
+    families = config.renderers_for(pattern)
+    if not families:
+        raise ValueError(
+            f"sample_params: pattern={pattern!r} cannot be rendered by "
+            f"renderers={config.renderers!r}"
+        )
+    names = list(families)
+    w = np.array([families[n] for n in names])
+    renderer = names[int(np.random.default_rng(s_renderer).choice(len(names), p=w / w.sum()))]
+    if renderer == "implicit":
+        from calcinet.data.phantom import implicit
+
+        morph = implicit.sample_morphology(
+            pattern, np.random.default_rng(s_morph), config.difficulty
+        )
+        nuisance = implicit.sample_nuisance(np.random.default_rng(s_nuis), config)
+    else:
+        sampler, _ = LESIONS[pattern]
+        morph = sampler(np.random.default_rng(s_morph), config.difficulty)
+        nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
     params: dict[str, Any] = {
         "pattern": pattern,
+        "renderer": renderer,
         "label": int(true_label ^ flip),
         "true_label": int(true_label),
         "difficulty": config.difficulty,
@@ -172,12 +194,27 @@ def sample_params(
 
 def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.ndarray:
     """Voxels (float32 HU, shape `config.patch_size`, axes (z, y, x)) of the sample `params`
-    describes. Only the patch geometry is read from `config`; everything else is in `params`.
+    describes. Only the patch geometry is read from `config`; everything else is in `params`,
+    whose "renderer" ("voxel" when absent) picks the family.
     On a real background (`params["background"]` a scan path) the painted structures are
     inserted into the scan's patch (`backgrounds.insert_finding`) instead of passing through the
     acquisition model; the scanner nuisance factors then go unused."""
     config = PhantomConfig() if config is None else config
     pattern = params.get("pattern")
+    if params.get("renderer", "voxel") == "implicit":
+        from calcinet.data.phantom import implicit
+
+        if pattern not in implicit.COVERED:
+            raise ValueError(
+                f"render: params['pattern']={pattern!r} is not covered by the implicit renderer; "
+                f"covered: {list(implicit.COVERED)}"
+            )
+        s_object, s_scanner = np.random.SeedSequence(int(params["render_seed"])).spawn(2)
+        obj, cover, tissue = implicit.render_layers(params, config, np.random.default_rng(s_object))
+        if params.get("background", "synthetic") != "synthetic":
+            scan, patch, z_start = background_patch(params, config)
+            return insert_finding(patch, unmix(obj, tissue, cover), cover, scan, z_start)
+        return implicit.acquire(obj, params, config.spacing, np.random.default_rng(s_scanner))
     if pattern not in LESIONS:
         raise ValueError(
             f"render: params['pattern']={pattern!r} is unknown; valid: {list(PATTERNS)}"
@@ -203,10 +240,17 @@ def scene_object(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     cover = scene.cover
     if scene.base is None:  # nothing declared background: the whole image is the object
         return scene.img.copy(), np.ones_like(cover)
+    return unmix(scene.img, scene.base, cover), cover.copy()
+
+
+def unmix(image: np.ndarray, base: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """The structures alone where `cover` > 0, from `image = (1 - cover) * base + cover * obj`
+    (partial-volume voxels hold a mix; inserting the mix itself would weigh their edge twice);
+    `image` elsewhere."""
     some = cover > 0
-    obj = scene.img.copy()
-    obj[some] = scene.base[some] + (scene.img[some] - scene.base[some]) / cover[some]
-    return obj, cover.copy()
+    obj = image.copy()
+    obj[some] = base[some] + (image[some] - base[some]) / cover[some]
+    return obj
 
 
 def generate_sample(index: int, seed: int, config: PhantomConfig | None = None) -> dict[str, Any]:

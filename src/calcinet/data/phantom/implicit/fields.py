@@ -1,0 +1,272 @@
+"""Implicit shapes and the canvas they are drawn on.
+
+A shape is a callable taking points ``[3, N]`` (mm, in the finding's own frame) and returning an
+approximate signed distance ``[N]`` in mm (negative inside). The :class:`Canvas` turns a shape
+into a partial-volume occupancy by supersampling: voxels whose centre lies within half a voxel
+diagonal of the surface are re-evaluated at 3x3x3 sub-voxel points and the inside fraction is kept.
+Point clouds (grains, rings, stippling) are splatted with cloud-in-cell weights instead, their
+volume spread over the eight nearest voxels. numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Shape = Callable[[np.ndarray], np.ndarray]
+
+
+# -- primitives (approximate signed distances, mm) -------------------------------------------------
+# A shape may carry ``bound = (centre, radius)``, a ball outside which it is certainly outside:
+# the canvas then evaluates it only on the voxels of that ball (most findings fill a few % of
+# the patch, and the transcendental functions dominate the cost).
+def bounded(s: Shape, centre, radius: float) -> Shape:
+    s.bound = (np.asarray(centre, np.float32).reshape(3), float(radius))
+    return s
+
+
+def _enclose(bounds) -> tuple[np.ndarray, float] | None:
+    if not bounds or any(b is None for b in bounds):
+        return None
+    c = np.mean([b[0] for b in bounds], axis=0)
+    return c, max(float(np.linalg.norm(b[0] - c)) + b[1] for b in bounds)
+
+
+def sphere(centre, radius: float) -> Shape:
+    c = np.asarray(centre, np.float32).reshape(3, 1)
+    return bounded(lambda p: np.sqrt(((p - c) ** 2).sum(0)) - radius, c, radius)
+
+
+def ellipsoid(centre, axes) -> Shape:
+    """Quilez's ellipsoid bound: exact on the axes, a close under-estimate elsewhere."""
+    c = np.asarray(centre, np.float32).reshape(3, 1)
+    a = np.maximum(np.asarray(axes, np.float32).reshape(3, 1), 1e-3)
+
+    def f(p):
+        q = p - c
+        k0 = np.sqrt(((q / a) ** 2).sum(0))
+        k1 = np.sqrt(((q / a**2) ** 2).sum(0))
+        return k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)
+
+    return bounded(f, c, float(a.max()))
+
+
+def superquadric(centre, axes, exponent: float) -> Shape:
+    """|x/a|^e + |y/b|^e + |z/c|^e = 1, scaled to mm by the smallest half-axis (e = 2: ellipsoid,
+    larger e: boxier)."""
+    c = np.asarray(centre, np.float32).reshape(3, 1)
+    a = np.asarray(axes, np.float32).reshape(3, 1)
+    e = float(exponent)
+    scale = float(a.min())
+    f = lambda p: ((np.abs((p - c) / a) ** e).sum(0) ** (1.0 / e) - 1.0) * scale  # noqa: E731
+    return bounded(f, c, float(np.linalg.norm(a)))
+
+
+def cylinder(axis_point, radius: float, axis: int = 0) -> Shape:
+    """Infinite cylinder along the local axis ``axis`` through ``axis_point``."""
+    c = np.asarray(axis_point, np.float32).reshape(3, 1)
+    others = [k for k in range(3) if k != axis]
+    return lambda p: np.sqrt(((p[others] - c[others]) ** 2).sum(0)) - radius
+
+
+def half_space(normal, offset: float) -> Shape:
+    """Points with n . p > offset are outside."""
+    n = np.asarray(normal, np.float32).reshape(3, 1)
+    n = n / np.linalg.norm(n)
+    return lambda p: (n * p).sum(0) - offset
+
+
+def _keep_bound(new: Shape, bound, pad: float = 0.0) -> Shape:
+    if bound is not None:
+        bounded(new, bound[0], bound[1] + pad)
+    return new
+
+
+def union(*shapes: Shape) -> Shape:
+    f = lambda p: np.minimum.reduce([s(p) for s in shapes])  # noqa: E731
+    return _keep_bound(f, _enclose([getattr(s, "bound", None) for s in shapes]))
+
+
+def intersect(*shapes: Shape) -> Shape:
+    f = lambda p: np.maximum.reduce([s(p) for s in shapes])  # noqa: E731
+    bounds = [s.bound for s in shapes if getattr(s, "bound", None) is not None]
+    return _keep_bound(f, min(bounds, key=lambda b: b[1]) if bounds else None)
+
+
+def subtract(a: Shape, b: Shape) -> Shape:
+    return _keep_bound(lambda p: np.maximum(a(p), -b(p)), getattr(a, "bound", None))
+
+
+def shell(s: Shape, thickness: float) -> Shape:
+    """A wall of ``thickness`` mm straddling the surface of ``s`` from inside (rim)."""
+    f = lambda p: np.abs(s(p) + thickness / 2) - thickness / 2  # noqa: E731
+    return _keep_bound(f, getattr(s, "bound", None))
+
+
+def smooth_union(shapes: list[Shape], k: float) -> Shape:
+    """Polynomial smooth minimum (blend radius ``k`` mm): lobes fuse like metaballs."""
+
+    def f(p):
+        d = shapes[0](p)
+        for s in shapes[1:]:
+            e = s(p)
+            h = np.clip(0.5 + 0.5 * (e - d) / k, 0.0, 1.0)
+            d = e * (1 - h) + d * h - k * h * (1 - h)
+        return d
+
+    return _keep_bound(f, _enclose([getattr(s, "bound", None) for s in shapes]))
+
+
+class Wobble:
+    """A smooth random displacement field: a sum of ``n`` plane waves of wavelength about
+    ``wavelength_mm`` in random directions, std ``amplitude_mm``. Cheap to evaluate at any point,
+    which supersampling needs (a gridded noise field could not be)."""
+
+    def __init__(self, rng: np.random.Generator, amplitude_mm: float, wavelength_mm: float, n=5):
+        d = rng.standard_normal((n, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        k = 2 * np.pi / wavelength_mm * rng.uniform(0.7, 1.4, (n, 1))
+        self.k = (d * k).astype(np.float32)
+        self.phase = rng.uniform(0, 2 * np.pi, (n, 1)).astype(np.float32)
+        self.gain = float(amplitude_mm) * np.sqrt(2.0 / n)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return self.gain * np.sin(self.k @ p + self.phase).sum(0)
+
+
+def wobbled(s: Shape, w: Wobble) -> Shape:
+    """``s`` with its surface pushed in and out by ``w`` (noise-displaced surface)."""
+    reach = w.gain * w.k.shape[0]
+    return _keep_bound(lambda p: s(p) + w(p), getattr(s, "bound", None), reach)
+
+
+# -- the canvas ------------------------------------------------------------------------------------
+def quaternion_to_matrix(q) -> np.ndarray:
+    w, x, y, z = np.asarray(q, float) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+class Canvas:
+    """The ideal object being drawn: ``hu`` and ``cover`` as flat ``[N]`` float32 arrays over the
+    patch voxels, ``world`` the voxel centres in patch mm (z, y, x; origin at the patch centre)
+    and ``local`` the same points in the finding's frame (``rotation``, origin at ``centre_mm``).
+    Local axis 0 is the long axis of the anatomy (limb, vessel, rib)."""
+
+    SUB = 3  # sub-samples per axis for partial volume
+
+    def __init__(self, shape, spacing, rotation, centre_mm, background: np.ndarray):
+        self.shape = tuple(int(n) for n in shape)
+        self.spacing = np.asarray(spacing, np.float64)
+        self.rotation = np.asarray(rotation, np.float64)
+        self.centre = np.asarray(centre_mm, np.float64)
+        axes = [
+            (np.arange(n) - (n - 1) / 2) * s for n, s in zip(self.shape, self.spacing, strict=True)
+        ]
+        grid = np.meshgrid(*axes, indexing="ij")
+        self.world = np.stack([g.ravel() for g in grid]).astype(np.float32)
+        self.local = (self.rotation.T @ (self.world - self.centre[:, None])).astype(np.float32)
+        self.hu = background.astype(np.float32).ravel().copy()
+        self.cover = np.zeros(self.hu.size, np.float32)
+        self.band = 0.6 * float(np.linalg.norm(self.spacing))
+        f = (np.arange(self.SUB) + 0.5) / self.SUB - 0.5
+        sub = np.stack([g.ravel() for g in np.meshgrid(f, f, f, indexing="ij")])
+        self.sub_local = (self.rotation.T @ (sub * self.spacing[:, None])).astype(np.float32)
+        self.extent = self.spacing * np.array(self.shape)
+
+    @property
+    def radius_limit(self) -> float:
+        """Largest finding radius (mm) that still fits the patch with a margin."""
+        return 0.42 * float(self.extent.min())
+
+    def occupancy(self, s: Shape) -> np.ndarray:
+        """Inside fraction of every voxel, ``[N]`` float32 in [0, 1]."""
+        occ = np.zeros(self.hu.size, np.float32)
+        bound = getattr(s, "bound", None)
+        if bound is None:
+            where = slice(None)
+        else:
+            c, r = bound
+            q = self.local - c[:, None]
+            where = np.flatnonzero((q * q).sum(0) < (r + self.band) ** 2)
+            if where.size == 0:
+                return occ
+        local = self.local[:, where]
+        d = s(local)
+        part = (d < 0).astype(np.float32)
+        near = np.flatnonzero(np.abs(d) < self.band)
+        if near.size:
+            pts = local[:, near, None] + self.sub_local[:, None, :]
+            inside = s(pts.reshape(3, -1)).reshape(near.size, -1) < 0
+            part[near] = inside.mean(1)
+        occ[where] = part
+        return occ
+
+    def paint(self, s: Shape, hu, cover: bool = True) -> np.ndarray:
+        """Fill shape ``s`` with ``hu`` (a number or ``[N]`` values at the voxel centres)."""
+        return self.blend(self.occupancy(s), hu, cover)
+
+    def blend(self, occ: np.ndarray, hu, cover: bool = True) -> np.ndarray:
+        self.hu += occ * (np.asarray(hu, np.float32) - self.hu)
+        if cover:
+            self.cover += occ * (1.0 - self.cover)
+        return occ
+
+    def splat(self, points: np.ndarray, volume_mm3, hu, cover: bool = True) -> np.ndarray:
+        """Deposit the point cloud ``points`` ([3, M] local mm), each point carrying
+        ``volume_mm3`` of deposit, by cloud-in-cell weights; the occupancy is the deposited volume
+        per voxel volume, capped at 1."""
+        occ = np.zeros(self.hu.size, np.float32)
+        if points.size == 0:
+            return occ
+        world = self.rotation @ points + self.centre[:, None]
+        idx = world / self.spacing[:, None] + (np.array(self.shape)[:, None] - 1) / 2
+        base = np.floor(idx).astype(np.int64)
+        frac = idx - base
+        vol = np.broadcast_to(np.asarray(volume_mm3, float), (points.shape[1],))
+        n = np.array(self.shape)[:, None]
+        for corner in np.ndindex(2, 2, 2):
+            c = np.array(corner)[:, None]
+            ijk = base + c
+            w = np.prod(np.where(c == 1, frac, 1 - frac), axis=0) * vol
+            ok = np.all((ijk >= 0) & (ijk < n), axis=0)
+            flat = np.ravel_multi_index(ijk[:, ok], self.shape)
+            occ += np.bincount(flat, w[ok], minlength=occ.size).astype(np.float32)
+        occ = np.minimum(occ / float(np.prod(self.spacing)), 1.0)
+        return self.blend(occ, hu, cover)
+
+    def image(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.hu.reshape(self.shape), np.clip(self.cover, 0, 1).reshape(self.shape)
+
+
+# -- point clouds ----------------------------------------------------------------------------------
+def arc_points(centre, radius, normal, start, sweep, step=0.35) -> np.ndarray:
+    """Points every ``step`` mm along a circular arc (local mm) of ``sweep`` radians."""
+    n = np.asarray(normal, float)
+    n /= np.linalg.norm(n)
+    e1 = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    m = max(int(np.ceil(radius * sweep / step)), 2)
+    t = start + np.linspace(0, sweep, m)
+    pts = np.asarray(centre, float)[:, None] + radius * (
+        np.cos(t) * e1[:, None] + np.sin(t) * e2[:, None]
+    )
+    return pts
+
+
+def segment_points(a, b, step=0.35) -> np.ndarray:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    m = max(int(np.ceil(np.linalg.norm(b - a) / step)), 2)
+    return a[:, None] + (b - a)[:, None] * np.linspace(0, 1, m)[None]
+
+
+def random_unit(rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+    v = rng.standard_normal(3 if n is None else (n, 3))
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)

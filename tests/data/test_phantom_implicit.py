@@ -1,0 +1,268 @@
+"""The implicit renderer family: API contract, pattern facts of docs/patterns.md on the ideal
+object, its scanner model's noise level, class-independence of its nuisances, and the integration
+that leaves the default (voxel) phantom bit-identical."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import ndimage, stats
+
+from calcinet.data.phantom import (
+    PATTERNS,
+    PhantomConfig,
+    generate_sample,
+    implicit,
+    render,
+    sample_params,
+)
+from calcinet.data.phantom.implicit import (
+    COVERED,
+    NUISANCE_KEYS,
+    acquire,
+    render_object,
+    sample_morphology,
+    sample_nuisance,
+)
+
+SMALL = PhantomConfig(patch_size=(32, 32, 32), spacing=(1.5, 1.5, 1.5), renderers="implicit")
+# Centred, canonical pose: the finding sits at the patch centre.
+CLEAN = replace(SMALL, position_jitter_mm=0.0, random_orientation=False)
+
+
+def _params(pattern: str, seed: int, config=CLEAN, difficulty=0.5, **overrides) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "pattern": pattern,
+        **sample_nuisance(rng, config),
+        **sample_morphology(pattern, rng, difficulty),
+        **overrides,
+    }
+
+
+def _radius_mm(config) -> np.ndarray:
+    axes = [
+        (np.arange(n) - (n - 1) / 2) * s
+        for n, s in zip(config.patch_size, config.spacing, strict=True)
+    ]
+    return np.sqrt(sum(g**2 for g in np.meshgrid(*axes, indexing="ij")))
+
+
+def test_covers_all_twenty_patterns_with_both_classes() -> None:
+    assert set(COVERED) == set(PATTERNS)
+    labels = [PATTERNS[p].label for p in COVERED]
+    assert labels.count(0) >= 5 and labels.count(1) >= 5
+
+
+def test_same_index_and_seed_give_identical_samples() -> None:
+    a, b = generate_sample(4, 9, SMALL), generate_sample(4, 9, SMALL)
+    assert a["params"] == b["params"] and a["params"]["renderer"] == "implicit"
+    np.testing.assert_array_equal(a["image"], b["image"])
+    c = generate_sample(5, 9, SMALL)
+    assert not np.array_equal(a["image"], c["image"])
+
+
+@pytest.mark.parametrize("pid", list(COVERED))
+def test_every_pattern_renders_with_its_label(pid: str) -> None:
+    label = PATTERNS[pid].label
+    config = replace(SMALL, patterns=[pid], malignant_fraction=float(label))
+    s = generate_sample(0, 1, config)
+    assert s["pattern"] == pid and s["label"] == label == s["params"]["true_label"]
+    img = s["image"]
+    assert img.shape == (32, 32, 32) and img.dtype == np.float32 and np.isfinite(img).all()
+    assert img.min() > -1100 and img.max() < 2600
+    obj, cover = render_object(s["params"], config, np.random.default_rng(0))
+    assert obj.shape == cover.shape == (32, 32, 32)
+    assert obj.dtype == cover.dtype == np.float32
+    assert cover.min() >= 0.0 and cover.max() <= 1.0 and cover.max() > 0.0
+    assert obj.max() > 150, "every pattern carries a calcification or bone"
+
+
+def test_params_are_flat_json_and_names_never_collide() -> None:
+    import json
+
+    p = sample_params(0, 0, SMALL)
+    assert json.loads(json.dumps(p)) == p
+    for pid in COVERED:
+        m = sample_morphology(pid, np.random.default_rng(1), 0.5)
+        assert not set(m) & {"label", "true_label", "pattern", "renderer", *NUISANCE_KEYS}, pid
+
+
+# -- facts of patterns.md on the ideal object ------------------------------------------------------
+def test_blastic_metastasis_is_ivory_above_1000_hu_even_at_the_lowest_deposit_density() -> None:
+    for seed in range(3):
+        p = _params("blastic_metastasis", seed, deposit_density=0.0)
+        obj, _ = render_object(p, CLEAN, np.random.default_rng(seed))
+        core = obj[_radius_mm(CLEAN) < 2.0]  # the lesion centre, 5 mm or more from its margin
+        assert core.min() > 1000, core.min()
+
+
+def test_enchondroma_rings_are_abundant_and_chondrosarcoma_rings_sparse() -> None:
+    """ "abundant, organised rings-and-arcs" against "sparse, anarchic": count separate deposits
+    in the central 9 mm ball (inside the medulla, away from the cortex)."""
+
+    def deposits(pid: str, seed: int) -> int:
+        p = _params(pid, seed, difficulty=0.0, deposit_density=1.0, bone_trabecular_hu=200.0)
+        p["size_mm"] = 40.0
+        obj, _ = render_object(p, CLEAN, np.random.default_rng(seed))
+        mask = (obj > 400) & (_radius_mm(CLEAN) < 9.0)
+        return ndimage.label(mask)[1]
+
+    enchondroma = [deposits("enchondroma", s) for s in range(3)]
+    sarcoma = [deposits("chondrosarcoma_high_grade", s) for s in range(3)]
+    assert min(enchondroma) >= 8, enchondroma
+    assert np.mean(enchondroma) > 2 * np.mean(sarcoma), (enchondroma, sarcoma)
+
+
+def test_phlebolith_has_a_dense_rim_and_a_lucent_centre() -> None:
+    p = _params("phlebolith", 0, deposit_density=1.0, size_mm=6.0, rim_fraction=0.4)
+    config = replace(CLEAN, spacing=(0.5, 0.5, 0.5))
+    obj, _ = render_object(p, config, np.random.default_rng(0))
+    r = _radius_mm(config)
+    assert obj[r < 0.6].mean() == pytest.approx(p["centre_hu"], abs=5)
+    assert obj[(r > 2.1) & (r < 2.6)].mean() == pytest.approx(1200, abs=20)  # 400 + 1 * 800
+
+
+def test_cover_is_zero_far_from_a_small_finding() -> None:
+    p = _params("injection_granuloma", 3, size_mm=8.0)
+    obj, cover = render_object(p, CLEAN, np.random.default_rng(0))
+    r = _radius_mm(CLEAN)
+    assert (cover[r > 8.0] == 0).all()
+    assert cover[r < 2.0].min() == 1.0
+    # Partial volume: supersampled edge voxels are neither empty nor full.
+    assert ((cover > 0.05) & (cover < 0.95)).sum() > 50
+
+
+# -- the scanner model -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel", ["smooth", "sharp"])
+@pytest.mark.parametrize("ssp", ["gaussian", "triangle"])
+def test_noise_std_on_a_flat_phantom_equals_the_drawn_std(kernel: str, ssp: str) -> None:
+    p = _params("phlebolith", 0, kernel=kernel, ssp_shape=ssp, noise_std_hu=25.0)
+    p["apodisation"] = float(np.mean(implicit.APODISATION[kernel]))
+    p["hu_offset_hu"], p["ssp_fwhm_mm"] = 6.0, 3.0
+    flat = np.full((48, 48, 48), 40.0, np.float32)
+    img = acquire(flat, p, (1.25, 1.25, 1.25), np.random.default_rng(1))
+    noise = img - (40.0 * p["hu_scale"] + 6.0)
+    assert noise.std() == pytest.approx(25.0, rel=0.04)
+    assert abs(noise.mean()) < 1.0
+
+
+def test_thick_slices_blur_along_z_only() -> None:
+    p = _params("enchondroma", 1, noise_std_hu=0.0)
+    obj, _ = render_object(p, CLEAN, np.random.default_rng(0))
+    thin = acquire(obj, {**p, "ssp_fwhm_mm": 0.5}, CLEAN.spacing, np.random.default_rng(0))
+    thick = acquire(obj, {**p, "ssp_fwhm_mm": 5.0}, CLEAN.spacing, np.random.default_rng(0))
+    dz = lambda v: np.abs(np.diff(v, axis=0)).mean()  # noqa: E731
+    dx = lambda v: np.abs(np.diff(v, axis=2)).mean()  # noqa: E731
+    assert dz(thick) < 0.7 * dz(thin)
+    assert dx(thick) > 0.8 * dx(thin)
+
+
+# -- no shortcuts ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nuisance_draws():
+    config = PhantomConfig(renderers="implicit")
+    draws = [sample_params(i, 2024, config) for i in range(4000)]
+    return draws, np.array([d["label"] for d in draws])
+
+
+def _numeric(draws, key) -> np.ndarray:
+    values = [d[key] for d in draws]
+    if isinstance(values[0], str):
+        cats = sorted(set(values))
+        return np.array([cats.index(v) for v in values], float)
+    return np.array(values, float)
+
+
+def test_each_nuisance_key_alone_is_at_chance(nuisance_draws) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    draws, y = nuisance_draws
+    alpha = 0.01 / len(NUISANCE_KEYS)  # Bonferroni: 1 % family-wise over the keys
+    for key in NUISANCE_KEYS:
+        values = np.array([d[key] for d in draws])
+        if values.dtype.kind in "fi":
+            p = stats.ks_2samp(values[y == 0], values[y == 1]).pvalue
+        else:
+            cats = sorted(set(values))
+            table = [[np.sum((values == c) & (y == k)) for c in cats] for k in (0, 1)]
+            p = stats.chi2_contingency(table).pvalue if len(cats) > 1 else 1.0
+        assert p > alpha, f"{key} differs between classes (p={p:.2g})"
+        auroc = roc_auc_score(y, _numeric(draws, key))
+        assert abs(auroc - 0.5) < 0.05, f"{key}: AUROC {auroc:.3f}"
+
+
+def test_a_classifier_on_all_nuisance_keys_is_at_chance(nuisance_draws) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    draws, y = nuisance_draws
+    X = np.stack([_numeric(draws, k) for k in NUISANCE_KEYS], 1)
+    clf = HistGradientBoostingClassifier(max_depth=3, max_iter=60, random_state=0)
+    prob = cross_val_predict(clf, X, y, cv=5, method="predict_proba")[:, 1]
+    assert abs(roc_auc_score(y, prob) - 0.5) < 0.05
+
+
+# -- integration -----------------------------------------------------------------------------------
+def test_default_config_is_the_voxel_family_bit_for_bit() -> None:
+    tiny = dict(patch_size=(16, 16, 16), spacing=(2.0, 2.0, 2.0))
+    default = PhantomConfig(**tiny)
+    assert default.renderers == ("voxel",)
+    both = PhantomConfig(**tiny, renderers={"voxel": 1.0, "implicit": 1.0})
+    seen = set()
+    for i in range(12):
+        a = generate_sample(i, 5, default)
+        b = generate_sample(i, 5, PhantomConfig(**tiny, renderers=["voxel"]))
+        assert a["params"] == b["params"] and a["params"]["renderer"] == "voxel"
+        np.testing.assert_array_equal(a["image"], b["image"])
+        # Mixing families keeps class, pattern and every voxel-rendered sample unchanged.
+        m = generate_sample(i, 5, both)
+        assert (m["pattern"], m["label"]) == (a["pattern"], a["label"])
+        seen.add(m["params"]["renderer"])
+        if m["params"]["renderer"] == "voxel":
+            np.testing.assert_array_equal(m["image"], a["image"])
+        else:
+            np.testing.assert_array_equal(m["image"], render(m["params"], both))
+    assert seen == {"voxel", "implicit"}
+
+
+def test_the_renderer_is_drawn_independently_of_the_class() -> None:
+    config = PhantomConfig(renderers={"voxel": 1.0, "implicit": 3.0})
+    draws = [sample_params(i, 8, config) for i in range(2000)]
+    y = np.array([d["label"] for d in draws])
+    imp = np.array([d["renderer"] == "implicit" for d in draws])
+    assert imp.mean() == pytest.approx(0.75, abs=0.03)
+    table = [[np.sum(imp & (y == k)), np.sum(~imp & (y == k))] for k in (0, 1)]
+    assert stats.chi2_contingency(table).pvalue > 0.01
+
+
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("pixel", "'pixel' is unknown"),
+        ([], "a non-empty list"),
+        ({"implicit": 0.0}, "at least one positive weight"),
+        ({"implicit": -1.0}, "a weight >= 0"),
+    ],
+)
+def test_bad_renderers_fail_in_one_line(value, fragment) -> None:
+    with pytest.raises(ValueError, match="PhantomConfig.renderers=") as info:
+        PhantomConfig(renderers=value)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_montage_draws_the_chosen_renderer(tmp_path) -> None:
+    from matplotlib.image import imread
+
+    from calcinet.data.phantom.montage import render_montage
+
+    config = PhantomConfig(patch_size=(16, 16, 16), spacing=(3.0, 3.0, 3.0))
+    args = dict(config=config, seed=0, patterns=["phlebolith"])
+    voxel = imread(render_montage(tmp_path / "v.png", **args))
+    again = imread(render_montage(tmp_path / "v2.png", **args, renderer="voxel"))
+    other = imread(render_montage(tmp_path / "i.png", **args, renderer="implicit"))
+    np.testing.assert_array_equal(voxel, again)
+    assert voxel.shape == other.shape and not np.array_equal(voxel, other)
