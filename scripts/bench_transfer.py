@@ -1,8 +1,8 @@
 """Transfer between the phantom's two renderer families: train on one, test on the other.
 
-    python scripts/bench_transfer.py                                  # both directions, default recipe
+    python scripts/bench_transfer.py                          # both directions, default recipe
     python scripts/bench_transfer.py --directions voxel:implicit --num-test 1000
-    python scripts/bench_transfer.py -- trainer.max_epochs=4          # Hydra overrides for training
+    python scripts/bench_transfer.py -- trainer.max_epochs=4  # Hydra overrides for training
 
 The phantom renders each calcification pattern with two independently written renderer families
 (``data.source.phantom.renderers``): ``voxel`` (signed-distance painting, separable-filter
