@@ -225,10 +225,13 @@ def test_default_rendering_is_bit_identical_to_drawing_without_cover(monkeypatch
     assert digest() == with_cover
 
 
-def test_a_real_sample_keeps_the_background_far_from_the_finding(lung1) -> None:
-    p = sample_params(0, 0, CONFIG, pattern="phlebolith")
-    image = render(p, CONFIG)
-    _, patch, _ = background_patch(p, CONFIG)
+@pytest.mark.parametrize("renderer", ["voxel", "implicit"])
+def test_a_real_sample_keeps_the_background_far_from_the_finding(lung1, renderer) -> None:
+    config = replace(CONFIG, renderers=(renderer,))
+    p = sample_params(0, 0, config, pattern="phlebolith")
+    assert p["renderer"] == renderer
+    image = render(p, config)
+    _, patch, _ = background_patch(p, config)
     assert image.shape == patch.shape and image.dtype == np.float32
     differs = image != patch
     assert 0.0 < differs.mean() < 1.0
