@@ -11,9 +11,10 @@ Fourier-domain scanner). A model that learnt morphology keeps its AUROC on the f
 saw; one that learnt a renderer's style does not. For every direction ``A:B`` this script runs
 the real commands: ``calcinet-train`` on family A (the default recipe plus any overrides given
 after ``--``), then ``calcinet-evaluate`` of its best checkpoint on the test split of A and of B
-(same seed, same size). It prints one Markdown table: the AUROC of every pattern (its findings
-against all findings of the other class of the same test set) and overall, per direction and
-test family. The README quotes it with the command.
+(same seed, same size). It prints one Markdown table (also written to ``<output-dir>/transfer.md``):
+the AUROC of every pattern (its findings against all findings of the other class of the same test
+set) and overall, per direction and test family. The README quotes it with the command. A
+training run that finished under ``--output-dir`` (``train_<family>.done``) is reused.
 
 Runs land under ``--output-dir`` (one folder per direction) and in the MLflow store like any
 other; the predictions.csv files of the evaluations hold every probability.
@@ -70,12 +71,14 @@ def pattern_aurocs(predictions: pd.DataFrame) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument(
         "--directions",
         nargs="+",
         default=["voxel:implicit", "implicit:voxel"],
-        help="TRAIN:TEST renderer pairs (default: both directions)",
+        help="TRAIN:TEST renderer pairs; the same family on both sides (voxel:voxel) gives only "
+             "the in-family baseline",
     )
     ap.add_argument("--num-test", type=int, default=800, help="test findings per evaluation")
     ap.add_argument("--test-seed", type=int, default=7, help="dataset seed of the test sets")
@@ -95,7 +98,8 @@ def main() -> None:
     for a, b in pairs:
         run = (args.output_dir / f"train_{a}").resolve()
         ckpt = run / "checkpoints" / "best.ckpt"
-        if not ckpt.exists():
+        done = run.parent / f"train_{a}.done"  # written when that training finished
+        if not (ckpt.exists() and done.exists()):
             run.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
             _run(
@@ -109,6 +113,7 @@ def main() -> None:
                 run.parent / f"train_{a}.log",
             )
             train_s[a] = time.perf_counter() - t
+            done.write_text(f"{train_s[a]:.0f} s\n")
         for fam in dict.fromkeys((a, b)):
             if (a, fam) in results:
                 continue
@@ -131,9 +136,13 @@ def main() -> None:
     cols = [(a, f) for a, b in pairs for f in dict.fromkeys((a, b))]
     cols = list(dict.fromkeys(cols))
     head = " | ".join(f"train {a} -> test {f}" for a, f in cols)
-    print()
-    print(f"| pattern | class | {head} |")
-    print("|---|---|" + "---|" * len(cols))
+    lines = [
+        "AUROC of each pattern's findings against every finding of the other class ('-': the "
+        "pattern has no finding in that test set)",
+        "",
+        f"| pattern | class | {head} |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for pid in (*BENIGN_PATTERNS, *MALIGNANT_PATTERNS, "overall"):
         cls = "" if pid == "overall" else ("malignant" if PATTERNS[pid].label else "benign")
         cells = []
@@ -141,14 +150,18 @@ def main() -> None:
             v = results[c].get(pid)
             cells.append("-" if v is None or np.isnan(v) else f"{v:.3f}")
         name = "**overall**" if pid == "overall" else pid
-        print(f"| {name} | {cls} | " + " | ".join(cells) + " |")
-    print()
-    print(
+        lines.append(f"| {name} | {cls} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
         f"Test sets: {args.num_test} findings each, dataset seed {args.test_seed}; training: "
         f"the default recipe{' with ' + ' '.join(args.overrides) if args.overrides else ''}"
         + "".join(f"; train {a} {s / 60:.1f} min" for a, s in train_s.items())
         + "."
     )
+    table = "\n".join(lines)
+    print("\n" + table)
+    (args.output_dir / "transfer.md").write_text(table + "\n")
+    print(f"\n(also in {args.output_dir / 'transfer.md'})")
 
 
 if __name__ == "__main__":

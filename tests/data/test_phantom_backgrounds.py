@@ -285,3 +285,29 @@ def test_hydra_override_from_the_repository_root(tmp_path: Path) -> None:
     source = instantiate(cfg.data.source)
     assert source.config.backgrounds == (path,)
     assert {r["params"]["background"] for r in source.records("train")} <= {"synthetic", path}
+
+
+@pytest.mark.parametrize(
+    ("phantom", "fragments"),
+    [
+        ({"renderers": ["pixel"]}, ["data.source.phantom: PhantomConfig.renderers", "'pixel'"]),
+        ({"fat_fraction": 0.3}, ["data.source.phantom.fat_fraction: unknown phantom option",
+                                 "'vessel_prob'"]),
+        ({"backgrounds": [str(REAL / "README.md")], "real_background_fraction": 0.5},
+         ["data.source.phantom: ", "README.md: unknown file type"]),
+        ({"backgrounds": [str(LUNG1)], "real_background_fraction": 0.5,
+          "background_tissue_hu": [3000, 4000]},
+         ["data.source.phantom: ", "lung1_image.nrrd: no 32x32x32-voxel patch", "[3000.0, 4000.0]"]),
+    ],
+)
+def test_the_synthetic_source_names_the_bad_phantom_option(phantom, fragments) -> None:
+    """Scans are read and searched when the source is built, before any sample is drawn."""
+    from calcinet.config import ConfigError
+    from calcinet.data.sources import SyntheticSource
+
+    with pytest.raises(ConfigError) as caught:
+        SyntheticSource(patch_size=(32, 32, 32), spacing=SPACING, phantom=phantom)
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message

@@ -66,3 +66,22 @@ def test_unknown_keys_and_options_are_refused_by_hydra(
     assert result.returncode == 2  # Hydra's own errors share calcinet's input-error status
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "key", "extra"),
+    [("calcinet-train", "data.source.phantom", "logger=none"),
+     ("calcinet-synth", "phantom", "num_samples=2")],
+)
+def test_a_bad_phantom_option_is_one_line_from_the_entry_points(
+    command: str, key: str, extra: str, tmp_path: Path
+) -> None:
+    """Phantom values are checked where the data is built (PhantomConfig): still one line, 2."""
+    result = run_cli([command, f"{key}.renderers=[pixel]", extra,
+                      f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path}"],
+                     cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"calcinet: error: {key}: PhantomConfig.renderers=['pixel']")
+    assert "'pixel' is unknown" in line

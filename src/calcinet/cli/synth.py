@@ -16,13 +16,14 @@ def main(cfg: DictConfig) -> None:
     tune_malloc()
     from calcinet.data.phantom.materialize import write_dataset
     from calcinet.data.phantom.montage import render_montage
-    from calcinet.data.sources import phantom_config
+    from calcinet.data.sources import checked_phantom_config
 
     try:
         if int(cfg.num_samples) < 1:
             raise ConfigError(f"num_samples={cfg.num_samples!r}: expected a positive integer")
-        config = phantom_config(cfg.patch_size, cfg.spacing, **cfg.phantom)
-    except (ConfigError, ValueError, TypeError) as error:
+        config = checked_phantom_config(cfg.patch_size, cfg.spacing, dict(cfg.phantom),
+                                        key="phantom")
+    except ConfigError as error:
         fail(error)
     output_dir = Path(cfg.output_dir)
     if cfg.get("out_dir"):
@@ -31,9 +32,7 @@ def main(cfg: DictConfig) -> None:
     manifest = write_dataset(output_dir, int(cfg.num_samples), int(cfg.seed), config)
     log.info(f"Wrote {cfg.num_samples} samples and {manifest}")
     if cfg.montage:
-        montage = render_montage(
-            output_dir / "montage.png", config, seed=int(cfg.seed), renderer=cfg.get("renderer")
-        )
+        montage = render_montage(output_dir / "montage.png", config, seed=int(cfg.seed))
         log.info(f"Montage: {montage}")
 
 

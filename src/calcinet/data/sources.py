@@ -79,6 +79,34 @@ def phantom_config(
     )
 
 
+def checked_phantom_config(
+    patch_size: Sequence[int], spacing: Sequence[float], options: dict[str, Any], key: str
+) -> PhantomConfig:
+    """:func:`phantom_config`, with its real CT backgrounds read and searched for patch sites,
+    so that a bad value fails here, before any sample is drawn.
+
+    Raises:
+        ConfigError: an unknown option, a bad value or an unusable scan; the message names
+            ``key`` (e.g. ``data.source.phantom``), the option and what was expected.
+    """
+    from calcinet.config import ConfigError
+
+    known = {f.name for f in dataclasses.fields(PhantomConfig)} - {"patch_size", "spacing"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown phantom option; expected one of "
+                          f"{sorted(known)}")
+    try:
+        config = phantom_config(patch_size, spacing, **options)
+        if config.real_background_fraction > 0:
+            from calcinet.data.phantom.backgrounds import check_scans
+
+            check_scans(config)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{key}: {error}") from None
+    return config
+
+
 def split_seed(seed: int, split: str) -> int:
     """An independent generator seed per split, so no sample appears in two splits."""
     digest = hashlib.sha256(f"calcinet:{int(seed)}:{split}".encode()).digest()
@@ -113,11 +141,14 @@ class SyntheticSource:
         phantom: dict[str, Any] | None = None,
     ) -> None:
         self.sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
+        from calcinet.config import ConfigError
+
         for split, size in self.sizes.items():
             if size < 0:
-                raise ValueError(f"data.source.num_{split}={size}: expected a count >= 0")
+                raise ConfigError(f"data.source.num_{split}={size}: expected a count >= 0")
         self.seed = int(seed)
-        self.config = phantom_config(patch_size, spacing, **(phantom or {}))
+        self.config = checked_phantom_config(patch_size, spacing, dict(phantom or {}),
+                                             key="data.source.phantom")
 
     @cache  # noqa: B019 - one source lives as long as its DataModule
     def records(self, split: str) -> list[dict[str, Any]]:

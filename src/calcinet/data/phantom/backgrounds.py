@@ -190,6 +190,17 @@ def patch_sites(
     return lattice
 
 
+def check_scans(config) -> None:
+    """Read every scan of `config.backgrounds` and find its patch sites (cached for the draws).
+
+    Raises:
+        ValueError: a scan that cannot be read, or has no site (the message names its path).
+    """
+    for path in config.backgrounds:
+        patch_sites(path, tuple(config.spacing), tuple(config.patch_size),
+                    tuple(config.background_tissue_hu))
+
+
 def draw_location(rng: np.random.Generator, config) -> dict[str, object]:
     """The background of one sample from its own stream: `background` ("synthetic" or the scan's
     path) and, on a real scan, the patch centre `background_z`, `_y`, `_x` (voxels of the
