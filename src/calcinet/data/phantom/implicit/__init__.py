@@ -160,16 +160,19 @@ def render_layers(
 
 def render_deposits(
     params: dict[str, Any], config: PhantomConfig, rng: np.random.Generator
-) -> np.ndarray:
-    """Fraction of each voxel occupied by the calcified deposits of the finding alone (not the
-    bone, vessel, mass or cartilage drawn with it), float32 in [0, 1] of shape
-    ``config.patch_size``; with the same ``rng`` state it matches :func:`render_layers`' object.
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(obj, deposit)``: the ideal object of :func:`render_layers` (HU) and the fraction of
+    each voxel occupied by the calcified deposits of the finding alone (not the bone, vessel,
+    mass or cartilage drawn with it), both float32 of shape ``config.patch_size``, deposit in
+    [0, 1].
 
     Raises:
         ValueError: ``params['pattern']`` is not covered by this family.
     """
     canvas, _ = _draw(params, config, rng)
-    return np.clip(canvas.deposit, 0, 1).reshape(canvas.shape).astype(np.float32)
+    obj, _ = canvas.image()
+    deposit = np.clip(canvas.deposit, 0, 1).reshape(canvas.shape)
+    return obj.astype(np.float32), deposit.astype(np.float32)
 
 
 def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generator):

@@ -307,7 +307,7 @@ def enchondroma_morphology(rng, difficulty):
     return {
         "size_mm": _u(rng, 10.0, 50.0),
         "ring_radius_mm": _u(rng, 1.3, 2.3),
-        "ring_mm": _u(rng, 1.2, 2.0),
+        "ring_mm": _u(rng, 1.1, 1.7),
         "ring_fill": _u(rng, 0.85, 1.0) - 0.3 * difficulty,
         "arc_min_deg": 260.0 - 80.0 * difficulty,
         "lattice_jitter": 0.1 + 0.2 * difficulty,
@@ -322,7 +322,7 @@ def enchondroma(ctx: Context, m: dict) -> None:
     r = min(m["size_mm"] / 2, room, cv.radius_limit)
     long_bone(ctx, {**m, "bone_radius_mm": bone_r}, (0, 0, 0))
     ring_r = m["ring_radius_mm"]
-    gap = 2.5 * ring_r
+    gap = 3.0 * ring_r  # rings of 1-2 mm wall stay apart
     axes = np.array([1.4 * r, r, r])
     n = np.ceil(axes / gap).astype(int)
     sites = np.stack(

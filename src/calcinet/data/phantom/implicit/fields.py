@@ -161,7 +161,6 @@ class Canvas:
     and ``local`` the same points in the finding's frame (``rotation``, origin at ``centre_mm``).
     Local axis 0 is the long axis of the anatomy (limb, vessel, rib)."""
 
-
     def __init__(self, shape, spacing, rotation, centre_mm, background: np.ndarray):
         self.shape = tuple(int(n) for n in shape)
         self.spacing = np.asarray(spacing, np.float64)

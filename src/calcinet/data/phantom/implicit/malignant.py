@@ -116,7 +116,7 @@ def chondrosarcoma_high_grade_morphology(rng, difficulty):
     return {
         **_mass_morphology(rng, (30.0, 100.0), hu=(20.0, 45.0)),
         "n_rings": int(rng.integers(3, 9) + round(12 * difficulty * float(rng.random()))),
-        "ring_mm": _u(rng, 1.2, 2.0),
+        "ring_mm": _u(rng, 1.1, 1.7),
         "arc_max_deg": 160.0 + 120.0 * difficulty,
         **bone_morphology(rng),
     }
