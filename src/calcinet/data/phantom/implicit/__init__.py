@@ -2,10 +2,25 @@
 family so that a model can be trained on one and tested on the other.
 
 Shapes are implicit functions (superquadrics, metaballs blended by a smooth minimum,
-noise-displaced surfaces) with partial volume by 3x3x3 supersampling, and point clouds (grains,
-rings, strands, stippling) splatted onto the grid; backgrounds are power-law random fields; the
-scanner is modelled in the frequency domain (MTF, FBP-like noise power spectrum, slice sensitivity
-profile, HU scale and offset). numpy + scipy only.
+noise-displaced surfaces) and tubes / balls around point clouds (grains, rings, strands,
+stippling), all with partial volume by 3x3x3 supersampling; backgrounds are power-law random
+fields; the scanner is modelled in the frequency domain (MTF, FBP-like noise power spectrum, slice
+sensitivity profile, HU scale and offset). numpy + scipy only.
+
+Deposits are drawn at their clinical size and HU (patterns.md: calcium 150-1500 HU), never
+thinner than about 1 mm, so that after partial volume and the scanner blur each finding still
+shows its defining morphology well above soft tissue.
+
+:class:`PhantomConfig` ranges this family honours: ``patch_size``, ``spacing``, ``patterns``,
+``malignant_fraction``, ``difficulty``, ``label_noise`` (through the shared sampling), and the
+nuisances ``noise_std_hu``, ``slice_thickness_mm`` (slice-profile FWHM), ``kernels``,
+``hu_offset_hu``, ``hu_scale`` (calibration gain), ``blur_sigma_mm`` (in-plane MTF sigma, drawn
+per in-plane axis), ``position_jitter_mm`` and ``random_orientation``. Specific to the voxel
+family and ignored here: ``noise_correlation_mm`` (the noise texture follows the reconstruction
+kernel's noise power spectrum instead), ``blur_z_ratio`` (the slice profile sets the
+through-plane blur), ``vessel_prob`` / ``vessel_hu``, and the real-background keys
+(``backgrounds``, ``real_background_fraction``, ``background_tissue_hu``), which are applied by
+the shared sampling code when set.
 
 The four calls the phantom uses:
 
@@ -60,7 +75,9 @@ NUISANCE_KEYS: tuple[str, ...] = (
     "deposit_density",
 )
 # Apodisation cut-off (fraction of the in-plane Nyquist frequency) per reconstruction kernel.
-APODISATION = {"smooth": (0.45, 0.7), "sharp": (0.8, 1.0)}
+# Smooth kernels keep most of the band (clinical soft-tissue kernels still resolve 1-2 mm
+# calcifications); a cut-off near 0.5 Nyquist would erase deposits under 3 mm.
+APODISATION = {"smooth": (0.75, 0.9), "sharp": (0.9, 1.0)}
 
 
 def sample_morphology(pattern: str, rng: np.random.Generator, difficulty: float) -> dict:
@@ -79,8 +96,8 @@ def sample_morphology(pattern: str, rng: np.random.Generator, difficulty: float)
 
 def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict:
     """Scanner, pose, background-tissue and deposit-density draws, identical for both classes.
-    Noise, slice profile, in-plane blur, HU offset and jitter follow ``config``'s ranges; the HU
-    levels follow the table of docs/patterns.md."""
+    Noise, slice profile, in-plane blur, HU scale and offset, jitter and orientation follow
+    ``config``'s ranges; the tissue HU levels follow the table of docs/patterns.md."""
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     kernel = str(config.kernels[int(rng.integers(len(config.kernels)))])
     q = rng.standard_normal(4)
@@ -96,7 +113,7 @@ def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict:
         "mtf_sigma_x_mm": u(*config.blur_sigma_mm),
         "ssp_fwhm_mm": u(*config.slice_thickness_mm),
         "ssp_shape": str(rng.choice(["gaussian", "triangle"])),
-        "hu_scale": u(0.97, 1.03),
+        "hu_scale": u(*config.hu_scale),
         "hu_offset_hu": u(*config.hu_offset_hu),
         "jitter_z_mm": u(-j, j),
         "jitter_y_mm": u(-j, j),
@@ -136,6 +153,29 @@ def render_layers(
     Raises:
         ValueError: ``params['pattern']`` is not covered by this family.
     """
+    canvas, tissue = _draw(params, config, rng)
+    obj, cover = canvas.image()
+    return obj.astype(np.float32), cover.astype(np.float32), tissue.astype(np.float32)
+
+
+def render_deposits(
+    params: dict[str, Any], config: PhantomConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(obj, deposit)``: the ideal object of :func:`render_layers` (HU) and the fraction of
+    each voxel occupied by the calcified deposits of the finding alone (not the bone, vessel,
+    mass or cartilage drawn with it), both float32 of shape ``config.patch_size``, deposit in
+    [0, 1].
+
+    Raises:
+        ValueError: ``params['pattern']`` is not covered by this family.
+    """
+    canvas, _ = _draw(params, config, rng)
+    obj, _ = canvas.image()
+    deposit = np.clip(canvas.deposit, 0, 1).reshape(canvas.shape)
+    return obj.astype(np.float32), deposit.astype(np.float32)
+
+
+def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generator):
     pattern = params.get("pattern")
     if pattern not in PAINTERS:
         raise ValueError(
@@ -152,8 +192,7 @@ def render_layers(
     canvas = Canvas(shape, spacing, rotation, centre, tissue)
     _, painter = PAINTERS[pattern]
     painter(Context(canvas, s_finding, params["deposit_density"]), params)
-    obj, cover = canvas.image()
-    return obj.astype(np.float32), cover.astype(np.float32), tissue.astype(np.float32)
+    return canvas, tissue
 
 
 def _plain(v: Any) -> Any:
@@ -170,6 +209,8 @@ __all__ = [
     "COVERED",
     "NUISANCE_KEYS",
     "acquire",
+    "render_deposits",
+    "render_layers",
     "render_object",
     "sample_morphology",
     "sample_nuisance",

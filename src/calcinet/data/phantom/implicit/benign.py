@@ -30,23 +30,18 @@ from calcinet.data.phantom.implicit.fields import (
     wobbled,
 )
 
-STEP = 0.35  # mm between splatted points along a line
+STEP = 0.35  # mm between the points of a drawn line, ring or strand
 
 
 def _u(rng, lo, hi) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def _line_volume(thickness_mm: float) -> float:
-    """Deposit volume carried by one point of a line of that thickness (mm^3)."""
-    return float(np.pi * (thickness_mm / 2) ** 2 * STEP)
-
-
 # -- phlebolith: "round, smooth, dense rim with a lucent centre (concentric)", 2-6 mm, in a vein ---
 def phlebolith_morphology(rng, difficulty):
     return {
         "size_mm": _u(rng, 2.0, 6.0),
-        "rim_fraction": _u(rng, 0.3, 0.5),
+        "rim_fraction": _u(rng, 0.4, 0.6),
         "centre_hu": _u(rng, 60, 200),
         "vein_radius_mm": _u(rng, 3.0, 5.0),
         "blood_hu": _u(rng, 30, 50),
@@ -56,7 +51,7 @@ def phlebolith_morphology(rng, difficulty):
 def phlebolith(ctx: Context, m: dict) -> None:
     r = m["size_mm"] / 2
     ctx.canvas.paint(cylinder((0, 0, 0), max(m["vein_radius_mm"], r + 0.8)), m["blood_hu"])
-    ctx.canvas.paint(sphere((0, 0, 0), r), ctx.deposit_hu(400, 1200))
+    ctx.canvas.paint(sphere((0, 0, 0), r), ctx.deposit_hu(600, 1500), deposit=True)
     ctx.canvas.paint(sphere((0, 0, 0), r * (1 - m["rim_fraction"])), m["centre_hu"])
 
 
@@ -84,7 +79,7 @@ def tendinitis(ctx: Context, m: dict) -> None:
         s = r * _u(rng, 0.35, 0.7)
         c = (_u(rng, -2, 2) * r, _u(rng, -1, 1) * r, _u(rng, -0.3, 0.3) * r)
         foci.append(ellipsoid(c, (s * m["elongation"], s, 0.8 * s)))
-    cv.paint(union(*foci), ctx.deposit_hu(300, 1000))
+    cv.paint(union(*foci), ctx.deposit_hu(300, 1000), deposit=True)
 
 
 # -- chondrocalcinosis: "thin linear calcification running parallel to cartilage", 1-2 mm lines ----
@@ -122,7 +117,7 @@ def chondrocalcinosis(ctx: Context, m: dict) -> None:
         lines.append(
             arc_points(ring_c, depth * np.sin(theta), (1, 0, 0), _u(rng, 0, 6.3), sweep, STEP)
         )
-    cv.splat(np.concatenate(lines, 1), _line_volume(m["size_mm"]), ctx.deposit_hu(300, 900))
+    cv.tubes(np.concatenate(lines, 1), m["size_mm"] / 2, ctx.deposit_hu(400, 1100))
 
 
 # -- tumoral calcinosis: "large lobulated homogeneous masses, sometimes fluid-calcium levels" ------
@@ -146,7 +141,7 @@ def tumoral_calcinosis(ctx: Context, m: dict) -> None:
         c = random_unit(rng) * (r - lr) * _u(rng, 0.3, 1.0)
         lobes.append(sphere(c, lr * _u(rng, 0.7, 1.1)))
     mass = smooth_union(lobes, 0.35 * lr)
-    cv.paint(mass, ctx.deposit_hu(300, 900) + 8.0 * ctx.texture(2.0))
+    cv.paint(mass, ctx.deposit_hu(300, 900) + 8.0 * ctx.texture(2.0), deposit=True)
     if m["fluid_level"]:
         # Fluid floats on the calcium slurry: the level is horizontal in the scanner (y up).
         up = cv.rotation[1]
@@ -173,7 +168,7 @@ def myositis_ossificans(ctx: Context, m: dict) -> None:
     w = Wobble(rng, 0.06 * r, 1.2 * r)
     outer = wobbled(ellipsoid((0, 0, 0), axes), w)
     core = wobbled(ellipsoid((0, 0, 0), axes * (1 - m["shell_fraction"])), w)
-    cv.paint(outer, ctx.deposit_hu(500, 1200) + 60.0 * ctx.texture(2.0))
+    cv.paint(outer, ctx.deposit_hu(500, 1200) + 60.0 * ctx.texture(2.0), deposit=True)
     cv.paint(core, m["core_hu"] + 40.0 * ctx.texture(2.0))
 
 
@@ -193,14 +188,14 @@ def heterotopic_ossification(ctx: Context, m: dict) -> None:
     r = min(m["size_mm"] / 2, cv.radius_limit / m["elongation"])
     body = superquadric((0, 0, 0), (r * m["elongation"], r, 0.8 * r), m["squareness"])
     cv.paint(body, m["medulla_hu"] + 0.3 * m["medulla_hu"] * ctx.texture(1.2))
-    cv.paint(shell(body, m["rim_mm"]), ctx.deposit_hu(700, 1400))
+    cv.paint(shell(body, m["rim_mm"]), ctx.deposit_hu(700, 1400), deposit=True)
 
 
 # -- cysticercosis: "many elongated rice-grain calcifications aligned with muscle fibres" ----------
 def parasitic_morphology(rng, difficulty):
     return {
-        "size_mm": _u(rng, 2.0, 4.0),
-        "grain_width_mm": _u(rng, 0.8, 1.4),
+        "size_mm": _u(rng, 2.5, 4.0),
+        "grain_width_mm": _u(rng, 1.4, 2.0),
         "n_grains": int(rng.integers(8, 31)),
         "spread_mm": _u(rng, 10.0, 22.0),
         "fibre_scatter_deg": _u(rng, 4.0, 15.0),
@@ -216,9 +211,9 @@ def parasitic(ctx: Context, m: dict) -> None:
         tilt = np.deg2rad(m["fibre_scatter_deg"]) * rng.standard_normal(2)
         d = np.array([1.0, tilt[0], tilt[1]])
         d /= np.linalg.norm(d)
-        half = m["size_mm"] / 2 * _u(rng, 0.8, 1.2) - m["grain_width_mm"] / 2
+        half = max(m["size_mm"] / 2 * _u(rng, 0.8, 1.2) - m["grain_width_mm"] / 2, 0.2)
         pts.append(segment_points(c - half * d, c + half * d, STEP))
-    cv.splat(np.concatenate(pts, 1), _line_volume(m["grain_width_mm"]), ctx.deposit_hu(300, 1000))
+    cv.tubes(np.concatenate(pts, 1), m["grain_width_mm"] / 2, ctx.deposit_hu(600, 1500))
 
 
 # -- injection granuloma: "localised dense calcification, smooth", 5-20 mm -------------------------
@@ -234,14 +229,14 @@ def injection_granuloma_morphology(rng, difficulty):
 def injection_granuloma(ctx: Context, m: dict) -> None:
     r = min(m["size_mm"] / 2, ctx.canvas.radius_limit)
     body = superquadric((0, 0, 0), (r, r * m["aspect_y"], r * m["aspect_z"]), m["squareness"])
-    ctx.canvas.paint(body, ctx.deposit_hu(400, 1200))
+    ctx.canvas.paint(body, ctx.deposit_hu(400, 1200), deposit=True)
 
 
 # -- vascular: "tubular tram-track or ring-shaped wall calcification", vessel 2-10 mm --------------
 def vascular_morphology(rng, difficulty):
     return {
         "size_mm": _u(rng, 2.0, 10.0),
-        "wall_mm": _u(rng, 0.5, 1.0),
+        "wall_mm": _u(rng, 1.0, 1.8),
         "plaque_style": str(rng.choice(["tram", "ring"])),
         "plaque_length_mm": _u(rng, 8.0, 30.0),
         "sector_deg": _u(rng, 40.0, 110.0),
@@ -261,22 +256,23 @@ def _sector(phi0: float, half: float, radius: float):
 
 def vascular(ctx: Context, m: dict) -> None:
     cv, rng = ctx.canvas, ctx.rng
-    r = max(m["size_mm"] / 2, m["wall_mm"] + 0.5)
+    r = max(m["size_mm"] / 2, m["wall_mm"] + 1.0)
     tube = cylinder((0, 0, 0), r)
     cv.paint(tube, m["wall_hu"])
     cv.paint(cylinder((0, 0, 0), r - m["wall_mm"]), m["blood_hu"])
     wall = shell(tube, m["wall_mm"])
-    hu = ctx.deposit_hu(300, 1200)
+    hu = ctx.deposit_hu(500, 1400)
     if m["plaque_style"] == "tram":
         half = np.deg2rad(m["sector_deg"]) / 2
         phi = _u(rng, -np.pi, np.pi)
         along = lambda p: np.abs(p[0]) - m["plaque_length_mm"] / 2  # noqa: E731
         for k in (0, 1):
-            cv.paint(intersect(wall, _sector(phi + k * np.pi, half, r), along), hu)
+            cv.paint(intersect(wall, _sector(phi + k * np.pi, half, r), along), hu, deposit=True)
     else:
         for _ in range(m["n_rings"]):
-            z0, w = _u(rng, -0.5, 0.5) * m["plaque_length_mm"], _u(rng, 1.0, 3.0)
-            cv.paint(intersect(wall, lambda p, z0=z0, w=w: np.abs(p[0] - z0) - w / 2), hu)
+            z0, w = _u(rng, -0.5, 0.5) * m["plaque_length_mm"], _u(rng, 2.0, 4.0)
+            ring = intersect(wall, lambda p, z0=z0, w=w: np.abs(p[0] - z0) - w / 2)
+            cv.paint(ring, hu, deposit=True)
 
 
 # -- calcinosis cutis: "clustered small dense nodules, subcutaneous", 1-10 mm ----------------------
@@ -299,11 +295,11 @@ def calcinosis_cutis(ctx: Context, m: dict) -> None:
     cluster = min(m["cluster_mm"], cv.radius_limit)
     nodules = []
     for k in range(m["n_nodules"]):
-        rad = max(m["size_mm"] / 2 * (1.0 if k == 0 else _u(rng, 0.25, 0.8)), 0.5)
+        rad = max(m["size_mm"] / 2 * (1.0 if k == 0 else _u(rng, 0.25, 0.8)), 0.75)
         c = random_unit(rng) * cluster * rng.random() * np.array([1.0, 1.0, 0.35]) * (k > 0)
         c[2] = np.clip(c[2], -half + rad, half - rad)
         nodules.append(sphere(c, rad))
-    cv.paint(union(*nodules), ctx.deposit_hu(400, 1300))
+    cv.paint(union(*nodules), ctx.deposit_hu(500, 1400), deposit=True)
 
 
 # -- enchondroma: "abundant, organised rings-and-arcs, no soft-tissue mass, cortex intact" ---------
@@ -311,7 +307,7 @@ def enchondroma_morphology(rng, difficulty):
     return {
         "size_mm": _u(rng, 10.0, 50.0),
         "ring_radius_mm": _u(rng, 1.3, 2.3),
-        "ring_mm": _u(rng, 0.9, 1.5),
+        "ring_mm": _u(rng, 1.1, 1.7),
         "ring_fill": _u(rng, 0.85, 1.0) - 0.3 * difficulty,
         "arc_min_deg": 260.0 - 80.0 * difficulty,
         "lattice_jitter": 0.1 + 0.2 * difficulty,
@@ -326,7 +322,7 @@ def enchondroma(ctx: Context, m: dict) -> None:
     r = min(m["size_mm"] / 2, room, cv.radius_limit)
     long_bone(ctx, {**m, "bone_radius_mm": bone_r}, (0, 0, 0))
     ring_r = m["ring_radius_mm"]
-    gap = 2.5 * ring_r
+    gap = 3.0 * ring_r  # rings of 1-2 mm wall stay apart
     axes = np.array([1.4 * r, r, r])
     n = np.ceil(axes / gap).astype(int)
     sites = np.stack(
@@ -342,7 +338,7 @@ def enchondroma(ctx: Context, m: dict) -> None:
         rr = ring_r * _u(rng, 0.9, 1.1)
         pts.append(arc_points(c, rr, random_unit(rng), _u(rng, 0, 6.3), _u(rng, lo, 2 * np.pi)))
     if pts:
-        cv.splat(np.concatenate(pts, 1), _line_volume(m["ring_mm"]), ctx.deposit_hu(400, 1000))
+        cv.tubes(np.concatenate(pts, 1), m["ring_mm"] / 2, ctx.deposit_hu(500, 1200))
 
 
 PAINTERS = {

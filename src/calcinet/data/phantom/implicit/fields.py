@@ -4,8 +4,9 @@ A shape is a callable taking points ``[3, N]`` (mm, in the finding's own frame) 
 approximate signed distance ``[N]`` in mm (negative inside). The :class:`Canvas` turns a shape
 into a partial-volume occupancy by supersampling: voxels whose centre lies within half a voxel
 diagonal of the surface are re-evaluated at 3x3x3 sub-voxel points and the inside fraction is kept.
-Point clouds (grains, rings, stippling) are splatted with cloud-in-cell weights instead, their
-volume spread over the eight nearest voxels. numpy only.
+Point clouds (grains, rings, strands, stippling) are drawn as unions of balls around the points
+(tubes along curves) with the same supersampled partial volume, so a deposit keeps its HU wherever
+it fills a voxel. numpy and scipy (a k-d tree for the distance to a point cloud).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 Shape = Callable[[np.ndarray], np.ndarray]
+SUB = 3  # sub-samples per axis for partial volume
 
 
 # -- primitives (approximate signed distances, mm) -------------------------------------------------
@@ -159,8 +161,6 @@ class Canvas:
     and ``local`` the same points in the finding's frame (``rotation``, origin at ``centre_mm``).
     Local axis 0 is the long axis of the anatomy (limb, vessel, rib)."""
 
-    SUB = 3  # sub-samples per axis for partial volume
-
     def __init__(self, shape, spacing, rotation, centre_mm, background: np.ndarray):
         self.shape = tuple(int(n) for n in shape)
         self.spacing = np.asarray(spacing, np.float64)
@@ -174,10 +174,15 @@ class Canvas:
         self.local = (self.rotation.T @ (self.world - self.centre[:, None])).astype(np.float32)
         self.hu = background.astype(np.float32).ravel().copy()
         self.cover = np.zeros(self.hu.size, np.float32)
+        # Fraction of each voxel occupied by calcified deposits (the finding itself, not the
+        # bone, vessel or mass drawn with it).
+        self.deposit = np.zeros(self.hu.size, np.float32)
         self.band = 0.6 * float(np.linalg.norm(self.spacing))
-        f = (np.arange(self.SUB) + 0.5) / self.SUB - 0.5
-        sub = np.stack([g.ravel() for g in np.meshgrid(f, f, f, indexing="ij")])
-        self.sub_local = (self.rotation.T @ (sub * self.spacing[:, None])).astype(np.float32)
+        self.sub_local = {}
+        for n in (2, 3):
+            f = (np.arange(n) + 0.5) / n - 0.5
+            sub = np.stack([g.ravel() for g in np.meshgrid(f, f, f, indexing="ij")])
+            self.sub_local[n] = (self.rotation.T @ (sub * self.spacing[:, None])).astype(np.float32)
         self.extent = self.spacing * np.array(self.shape)
 
     @property
@@ -185,61 +190,83 @@ class Canvas:
         """Largest finding radius (mm) that still fits the patch with a margin."""
         return 0.42 * float(self.extent.min())
 
-    def occupancy(self, s: Shape) -> np.ndarray:
-        """Inside fraction of every voxel, ``[N]`` float32 in [0, 1]."""
+    def occupancy(self, s: Shape, where: np.ndarray | None = None, sub: int = SUB) -> np.ndarray:
+        """Inside fraction of every voxel, ``[N]`` float32 in [0, 1]; ``where`` (flat voxel
+        indices) limits the evaluation to the voxels that can be inside or on the surface, and
+        ``sub`` is the number of sub-samples per axis (2 or 3)."""
         occ = np.zeros(self.hu.size, np.float32)
         bound = getattr(s, "bound", None)
-        if bound is None:
+        if where is None and bound is None:
             where = slice(None)
-        else:
+        elif where is None:
             c, r = bound
             q = self.local - c[:, None]
             where = np.flatnonzero((q * q).sum(0) < (r + self.band) ** 2)
-            if where.size == 0:
-                return occ
+        if isinstance(where, np.ndarray) and where.size == 0:
+            return occ
         local = self.local[:, where]
         d = s(local)
         part = (d < 0).astype(np.float32)
         near = np.flatnonzero(np.abs(d) < self.band)
         if near.size:
-            pts = local[:, near, None] + self.sub_local[:, None, :]
+            pts = local[:, near, None] + self.sub_local[sub][:, None, :]
             inside = s(pts.reshape(3, -1)).reshape(near.size, -1) < 0
             part[near] = inside.mean(1)
         occ[where] = part
         return occ
 
-    def paint(self, s: Shape, hu, cover: bool = True) -> np.ndarray:
-        """Fill shape ``s`` with ``hu`` (a number or ``[N]`` values at the voxel centres)."""
-        return self.blend(self.occupancy(s), hu, cover)
+    def paint(self, s: Shape, hu, cover: bool = True, deposit: bool = False) -> np.ndarray:
+        """Fill shape ``s`` with ``hu`` (a number or ``[N]`` values at the voxel centres);
+        ``deposit`` marks it as calcification (see :attr:`deposit`)."""
+        return self.blend(self.occupancy(s), hu, cover, deposit)
 
-    def blend(self, occ: np.ndarray, hu, cover: bool = True) -> np.ndarray:
+    def blend(self, occ: np.ndarray, hu, cover: bool = True, deposit: bool = False) -> np.ndarray:
         self.hu += occ * (np.asarray(hu, np.float32) - self.hu)
         if cover:
             self.cover += occ * (1.0 - self.cover)
+        # Whatever is painted later replaces the deposit it overlaps (a lucent centre, a lytic
+        # hole), so the deposit fraction follows the same over-painting rule as the HU.
+        self.deposit += occ * ((1.0 if deposit else 0.0) - self.deposit)
         return occ
 
-    def splat(self, points: np.ndarray, volume_mm3, hu, cover: bool = True) -> np.ndarray:
-        """Deposit the point cloud ``points`` ([3, M] local mm), each point carrying
-        ``volume_mm3`` of deposit, by cloud-in-cell weights; the occupancy is the deposited volume
-        per voxel volume, capped at 1."""
-        occ = np.zeros(self.hu.size, np.float32)
+    def tubes(self, points: np.ndarray, radius_mm, hu, cover: bool = True) -> np.ndarray:
+        """Deposits of the point cloud ``points`` ([3, M] local mm): the union of balls of
+        ``radius_mm`` (a number or ``[M]``) around the points, so points every ``STEP`` mm along
+        a curve draw a tube (line, ring, strand) and a single point a ball. Partial volume comes
+        from the same supersampling as :meth:`paint`: a deposit keeps its own HU wherever it
+        fills a voxel, and a thin one keeps its true share of the voxel (its volume is neither
+        spread over neighbours nor inflated). Always marked as calcification."""
+        from scipy.spatial import cKDTree  # scipy is the family's only other dependency
+
         if points.size == 0:
-            return occ
+            return np.zeros(self.hu.size, np.float32)
+        points = np.asarray(points, np.float64)
+        radius = np.broadcast_to(np.asarray(radius_mm, float), (points.shape[1],))
+        # Candidate voxels: those within (largest radius + band) of a point, found on the grid.
         world = self.rotation @ points + self.centre[:, None]
-        idx = world / self.spacing[:, None] + (np.array(self.shape)[:, None] - 1) / 2
-        base = np.floor(idx).astype(np.int64)
-        frac = idx - base
-        vol = np.broadcast_to(np.asarray(volume_mm3, float), (points.shape[1],))
-        n = np.array(self.shape)[:, None]
-        for corner in np.ndindex(2, 2, 2):
-            c = np.array(corner)[:, None]
-            ijk = base + c
-            w = np.prod(np.where(c == 1, frac, 1 - frac), axis=0) * vol
-            ok = np.all((ijk >= 0) & (ijk < n), axis=0)
-            flat = np.ravel_multi_index(ijk[:, ok], self.shape)
-            occ += np.bincount(flat, w[ok], minlength=occ.size).astype(np.float32)
-        occ = np.minimum(occ / float(np.prod(self.spacing)), 1.0)
-        return self.blend(occ, hu, cover)
+        idx = np.rint(world / self.spacing[:, None] + (np.array(self.shape)[:, None] - 1) / 2)
+        reach = np.ceil((radius.max() + self.band) / self.spacing.min()).astype(int)
+        offsets = np.stack(
+            np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), 0
+        ).reshape(3, -1)
+        centres = np.unique(idx.astype(np.int64), axis=1)
+        cand = (centres[:, :, None] + offsets[:, None, :]).reshape(3, -1)
+        ok = np.all((cand >= 0) & (cand < np.array(self.shape)[:, None]), axis=0)
+        where = np.unique(np.ravel_multi_index(cand[:, ok], self.shape))
+        tree = cKDTree(points.T)
+        limit = float(radius.max() + self.band)
+        # Equal radii: the nearest point decides; unequal: the best of the 4 nearest.
+        k = 1 if np.ptp(radius) == 0 else min(4, points.shape[1])
+
+        def s(p):
+            d, i = tree.query(p.T, k=k, distance_upper_bound=limit)
+            d, i = d.reshape(len(d), k), i.reshape(len(i), k)
+            r = radius[np.minimum(i, points.shape[1] - 1)]
+            return (d - r).min(1).astype(np.float32)
+
+        # 2x2x2 sub-samples: the k-d tree query dominates the cost, and deposit tubes are
+        # blurred by the scanner far more than the 1/8 occupancy steps this leaves.
+        return self.blend(self.occupancy(s, where, sub=2), hu, cover, deposit=True)
 
     def image(self) -> tuple[np.ndarray, np.ndarray]:
         return self.hu.reshape(self.shape), np.clip(self.cover, 0, 1).reshape(self.shape)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calcinet.data.phantom.implicit.benign import STEP, _line_volume, _u
+from calcinet.data.phantom.implicit.benign import STEP, _u
 from calcinet.data.phantom.implicit.context import Context, bone_morphology, long_bone, soft_mass
 from calcinet.data.phantom.implicit.fields import (
     Wobble,
@@ -50,7 +50,7 @@ def osteosarcoma_sunburst_morphology(rng, difficulty):
         "matrix_fraction": _u(rng, 0.35, 0.6),
         "matrix_contrast": 1.0 - 0.35 * difficulty * float(rng.random()),
         "n_spicules": int(rng.integers(15, 41)),
-        "spicule_mm": _u(rng, 0.5, 0.9),
+        "spicule_mm": _u(rng, 0.9, 1.4),
         **bone_morphology(rng),
     }
 
@@ -73,7 +73,7 @@ def osteosarcoma_sunburst(ctx: Context, m: dict) -> None:
         start = axis + np.array([_u(rng, -1.1, 1.1) * r, 0, 0]) + bone_r * radial
         length = _u(rng, 0.4, 0.95) * r
         pts.append(segment_points(start, start + length * radial, STEP))
-    cv.splat(np.concatenate(pts, 1), _line_volume(m["spicule_mm"]), ctx.deposit_hu(300, 900))
+    cv.tubes(np.concatenate(pts, 1), m["spicule_mm"] / 2, ctx.deposit_hu(300, 900))
 
 
 # -- telangiectatic osteosarcoma: "little matrix, thin peripheral eggshell calcification around a
@@ -84,7 +84,7 @@ def osteosarcoma_telangiectatic_morphology(rng, difficulty):
         "n_cysts": int(rng.integers(2, 5)),
         "blood_hu": _u(rng, 40, 65),
         "level_fraction": _u(rng, -0.3, 0.3),
-        "eggshell_mm": _u(rng, 0.5, 1.0),
+        "eggshell_mm": _u(rng, 1.0, 1.6),
         "eggshell_cover": _u(rng, 0.4, 0.8),
         "n_stipples": int(rng.integers(3, 12)),
         **bone_morphology(rng),
@@ -106,8 +106,8 @@ def osteosarcoma_telangiectatic(ctx: Context, m: dict) -> None:
     patches = Wobble(rng, 1.0, 0.7 * r)
     cut = np.sqrt(2) * (2 * m["eggshell_cover"] - 1)  # keep about that share of the wall
     egg = intersect(shell(mass, m["eggshell_mm"]), lambda p: -(patches(p) + cut) * 2.0)
-    cv.paint(egg, ctx.deposit_hu(300, 800))
-    cv.splat(_in_ball(rng, m["n_stipples"], (r, r, r)) * 0.7, 0.4, ctx.deposit_hu(200, 600))
+    cv.paint(egg, ctx.deposit_hu(300, 800), deposit=True)
+    cv.tubes(_in_ball(rng, m["n_stipples"], (r, r, r)) * 0.7, 0.7, ctx.deposit_hu(200, 600))
 
 
 # -- chondrosarcoma grade III: "sparse, anarchic rings-and-arcs inside a large soft-tissue mass,
@@ -116,7 +116,7 @@ def chondrosarcoma_high_grade_morphology(rng, difficulty):
     return {
         **_mass_morphology(rng, (30.0, 100.0), hu=(20.0, 45.0)),
         "n_rings": int(rng.integers(3, 9) + round(12 * difficulty * float(rng.random()))),
-        "ring_mm": _u(rng, 0.9, 1.5),
+        "ring_mm": _u(rng, 1.1, 1.7),
         "arc_max_deg": 160.0 + 120.0 * difficulty,
         **bone_morphology(rng),
     }
@@ -131,7 +131,7 @@ def chondrosarcoma_high_grade(ctx: Context, m: dict) -> None:
     hi = np.deg2rad(m["arc_max_deg"])
     for c in centres.T:
         arc = arc_points(c, _u(rng, 1.0, 4.0), random_unit(rng), _u(rng, 0, 6.3), _u(rng, 1.0, hi))
-        cv.splat(arc, _line_volume(m["ring_mm"]), ctx.deposit_hu(300, 1000) * _u(rng, 0.6, 1.2))
+        cv.tubes(arc, m["ring_mm"] / 2, ctx.deposit_hu(500, 1200) * _u(rng, 0.8, 1.1))
 
 
 # -- chordoma: "punctate popcorn calcification, heterogeneous distribution, midline", 3-8 cm ------
@@ -165,8 +165,8 @@ def chordoma(ctx: Context, m: dict) -> None:
         k = int(rng.integers(3, 20))
         pts.append(c[:, None] + m["cluster_spread_mm"] * rng.standard_normal((3, k)))
     pts = np.concatenate(pts, 1)
-    vol = rng.uniform(0.15, 0.6, pts.shape[1])
-    cv.splat(pts, vol, ctx.deposit_hu(300, 1000))
+    # Punctate foci of 1.2-2.4 mm, overlapping into popcorn where a cluster is tight.
+    cv.tubes(pts, rng.uniform(0.6, 1.2, pts.shape[1]), ctx.deposit_hu(400, 1100))
 
 
 # -- blastic metastasis: "homogeneous ivory density > 1000 HU, sometimes confluent, replacing
@@ -189,7 +189,7 @@ def blastic_metastasis(ctx: Context, m: dict) -> None:
     for c in _in_ball(rng, m["n_foci"] - 1, (0.8 * r,) * 3).T:
         lobes.append(sphere(c, r * _u(rng, 0.4, 0.7)))
     ivory = wobbled(smooth_union(lobes, 0.3 * r), Wobble(rng, m["margin_roughness"] * r, 0.7 * r))
-    cv.paint(ivory, ctx.deposit_hu(1100, 1700) + 15.0 * ctx.texture(2.0))
+    cv.paint(ivory, ctx.deposit_hu(1100, 1700) + 15.0 * ctx.texture(2.0), deposit=True)
 
 
 # -- mixed metastasis: "lytic holes mixed with sclerotic patches, heterogeneous", 1-4 cm ----------
@@ -208,15 +208,17 @@ def mixed_metastasis(ctx: Context, m: dict) -> None:
     bone_r = min(m["bone_radius_mm"], 1.15 * cv.radius_limit)
     long_bone(ctx, {**m, "bone_radius_mm": bone_r}, (0, 0, 0.4 * bone_r))
     r = min(m["size_mm"] / 2, cv.radius_limit)
+    # Lytic holes first, then the sclerotic patches (>= 1.5 mm radius), so that a hole never
+    # erases a patch it happens to overlap and both components stay visible.
     kinds = ["lytic"] * m["n_lytic"] + ["sclerotic"] * m["n_sclerotic"]
-    rng.shuffle(kinds)
     for kind, c in zip(kinds, _in_ball(rng, len(kinds), (r, r, r)).T, strict=True):
-        s = r * _u(rng, 0.15, 0.35)
+        s = max(r * _u(rng, 0.15, 0.35), 1.5)
         blob = wobbled(sphere(c, s), Wobble(rng, 0.25 * s, 1.5 * s))
         if kind == "lytic":
             cv.paint(blob, m["lytic_hu"])
         else:
-            cv.paint(blob, ctx.deposit_hu(450, 1000) * _u(rng, 0.7, 1.1) + 80 * ctx.texture(2.0))
+            hu = ctx.deposit_hu(500, 1100) * _u(rng, 0.8, 1.1) + 80 * ctx.texture(2.0)
+            cv.paint(blob, hu, deposit=True)
 
 
 # -- pleural plaque: "irregular calcified pleural plaque with effusion (fluid) and rib
@@ -256,7 +258,7 @@ def pleural_plaque_malignant(ctx: Context, m: dict) -> None:
         lambda p: np.sqrt(p[0] ** 2 + p[1] ** 2) - r + rim(p),
         lambda p: (np.sqrt(2) * (2 * m["plaque_holes"] - 1) - holes(p)) * 2.0,
     )
-    cv.paint(sheet, ctx.deposit_hu(300, 900) + 60.0 * ctx.texture(2.0))
+    cv.paint(sheet, ctx.deposit_hu(300, 900) + 60.0 * ctx.texture(2.0), deposit=True)
 
 
 # -- Hodgkin lymphoma: "linear or reticular calcification in fibrotic tissue", rib / mediastinum --
@@ -264,7 +266,7 @@ def hodgkin_reticular_morphology(rng, difficulty):
     return {
         **_mass_morphology(rng, (20.0, 50.0), hu=(40.0, 70.0)),
         "n_nodes": int(rng.integers(6, 17)),
-        "strand_mm": _u(rng, 0.5, 1.0),
+        "strand_mm": _u(rng, 1.2, 1.8),
         "strand_wander_mm": _u(rng, 0.1, 0.5),
         **bone_morphology(rng, radius=(5.0, 8.0)),
     }
@@ -283,7 +285,7 @@ def hodgkin_reticular(ctx: Context, m: dict) -> None:
             if i < j or i not in np.argsort(dist[j])[1:3]:
                 seg = segment_points(nodes[i], nodes[j], STEP)
                 pts.append(seg + m["strand_wander_mm"] * rng.standard_normal(seg.shape))
-    cv.splat(np.concatenate(pts, 1), _line_volume(m["strand_mm"]), ctx.deposit_hu(250, 800))
+    cv.tubes(np.concatenate(pts, 1), m["strand_mm"] / 2, ctx.deposit_hu(400, 1000))
 
 
 # -- dystrophic calcification of tumour necrosis: "amorphous, irregular, eccentric calcification
@@ -309,7 +311,7 @@ def tumour_necrosis_dystrophic(ctx: Context, m: dict) -> None:
         sphere(centre + c, s * _u(rng, 0.6, 1.1)) for c in _in_ball(rng, m["n_blobs"], (s,) * 3).T
     ]
     calc = wobbled(smooth_union(blobs, 0.5 * s), Wobble(rng, 0.3 * s, s))
-    cv.paint(calc, ctx.deposit_hu(200, 700) + 120.0 * ctx.texture(2.0))
+    cv.paint(calc, ctx.deposit_hu(300, 900) + 120.0 * ctx.texture(2.0), deposit=True)
 
 
 PAINTERS = {
