@@ -3,6 +3,7 @@
     python scripts/bench_transfer.py                          # both directions, default recipe
     python scripts/bench_transfer.py --directions voxel:implicit --num-test 1000
     python scripts/bench_transfer.py -- trainer.max_epochs=4  # Hydra overrides for training
+    python scripts/bench_transfer.py --checkpoint before=outputs/train/runs/<time>  # extra model
 
 The phantom renders each calcification pattern with two independently written renderer families
 (``data.source.phantom.renderers``): ``voxel`` (signed-distance painting, separable-filter
@@ -23,6 +24,7 @@ other; the predictions.csv files of the evaluations hold every probability.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +85,14 @@ def main() -> None:
     ap.add_argument("--num-test", type=int, default=800, help="test findings per evaluation")
     ap.add_argument("--test-seed", type=int, default=7, help="dataset seed of the test sets")
     ap.add_argument("--output-dir", type=Path, default=Path("outputs/bench_transfer"))
+    ap.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also evaluate this checkpoint (or run folder) on every test family, as extra "
+             "columns 'LABEL -> test F' (e.g. a model trained before a phantom change)",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for calcinet-train (after --)")
     args = ap.parse_args()
 
@@ -93,14 +103,44 @@ def main() -> None:
             ap.error(f"--directions: {d!r} is not TRAIN:TEST with both among {list(FAMILIES)}")
         pairs.append((a, b))
 
+    extra = []
+    for item in args.checkpoint:
+        label, _, path = item.partition("=")
+        if not label or not path or not Path(path).exists():
+            ap.error(f"--checkpoint: {item!r} is not LABEL=PATH of an existing checkpoint or run")
+        extra.append((label, Path(path).resolve()))
+
     results: dict[tuple[str, str], dict[str, float]] = {}
     train_s: dict[str, float] = {}
+
+    def evaluate(name: str, ckpt: Path, fam: str) -> dict[str, float]:
+        """AUROCs of ``ckpt`` on the test split of ``fam``; an evaluation already in
+        ``--output-dir`` is reused."""
+        out = (args.output_dir / f"eval_{name}_on_{fam}").resolve()
+        if not (out / "predictions.csv").exists():
+            _run(
+                [
+                    str(BIN / "calcinet-evaluate"),
+                    f"ckpt_path={ckpt}",
+                    f"hydra.run.dir={out}",
+                    f"data.source.phantom.renderers=[{fam}]",
+                    f"data.source.seed={args.test_seed}",
+                    f"data.source.num_test={args.num_test}",
+                    "gradcam.enabled=false",
+                    "quiet=true",
+                ],
+                out.parent / f"eval_{name}_on_{fam}.log",
+            )
+        return pattern_aurocs(pd.read_csv(out / "predictions.csv"))
+
     for a, b in pairs:
         run = (args.output_dir / f"train_{a}").resolve()
         ckpt = run / "checkpoints" / "best.ckpt"
         done = run.parent / f"train_{a}.done"  # written when that training finished
         if not (ckpt.exists() and done.exists()):
             run.mkdir(parents=True, exist_ok=True)
+            for stale in args.output_dir.glob(f"eval_{a}_on_*"):  # of an earlier model
+                shutil.rmtree(stale)
             t = time.perf_counter()
             _run(
                 [
@@ -117,24 +157,14 @@ def main() -> None:
         for fam in dict.fromkeys((a, b)):
             if (a, fam) in results:
                 continue
-            out = (args.output_dir / f"eval_{a}_on_{fam}").resolve()
-            _run(
-                [
-                    str(BIN / "calcinet-evaluate"),
-                    f"ckpt_path={ckpt}",
-                    f"hydra.run.dir={out}",
-                    f"data.source.phantom.renderers=[{fam}]",
-                    f"data.source.seed={args.test_seed}",
-                    f"data.source.num_test={args.num_test}",
-                    "gradcam.enabled=false",
-                    "quiet=true",
-                ],
-                out.parent / f"eval_{a}_on_{fam}.log",
-            )
-            results[(a, fam)] = pattern_aurocs(pd.read_csv(out / "predictions.csv"))
+            results[(a, fam)] = evaluate(a, ckpt, fam)
+    test_families = list(dict.fromkeys(b for _, b in pairs))
+    for label, path in extra:
+        for fam in test_families:
+            results[(label, fam)] = evaluate(label, path, fam)
 
     cols = [(a, f) for a, b in pairs for f in dict.fromkeys((a, b))]
-    cols = list(dict.fromkeys(cols))
+    cols = list(dict.fromkeys(cols)) + [(label, f) for label, _ in extra for f in test_families]
     head = " | ".join(f"train {a} -> test {f}" for a, f in cols)
     lines = [
         "AUROC of each pattern's findings against every finding of the other class ('-': the "
