@@ -39,6 +39,40 @@ def _range(name: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
     return a, b
 
 
+def _weights(
+    name: str, value: Any, valid: Sequence[str], what: str
+) -> tuple[str, ...] | dict[str, float]:
+    """Check a choice among `valid`: one name, a list of names or a dict name -> weight >= 0
+    with at least one positive weight. Returns a tuple of names (in order, duplicates dropped)
+    or a dict of float weights."""
+    valid_list = list(valid)
+    if isinstance(value, str):
+        value = (value,)
+    if isinstance(value, Mapping):
+        out: dict[str, float] = {}
+        for k, w in value.items():
+            if k not in valid:
+                raise _err(name, dict(value), f"{what} among {valid_list}; {k!r} is unknown")
+            if (
+                isinstance(w, bool)
+                or not isinstance(w, int | float)
+                or not (math.isfinite(w) and w >= 0)
+            ):
+                raise _err(name, dict(value), f"a weight >= 0 for {k!r}, got {w!r}")
+            out[str(k)] = float(w)
+        if not any(w > 0 for w in out.values()):
+            raise _err(name, dict(value), "at least one positive weight")
+        return out
+    if isinstance(value, Sequence):
+        names = tuple(str(x) for x in value)
+        bad = [x for x in names if x not in valid]
+        if not names or bad:
+            unknown = f"; {bad[0]!r} is unknown" if bad else ""
+            raise _err(name, list(value), f"a non-empty list of {what} among {valid_list}{unknown}")
+        return tuple(dict.fromkeys(names))
+    raise _err(name, value, f"a name, a list of names or a dict name -> weight, in {valid_list}")
+
+
 @dataclass(frozen=True)
 class PhantomConfig:
     """What the synthetic CT phantom generates.
@@ -125,7 +159,8 @@ class PhantomConfig:
                 raise _err(name, v, f"a number in [0, {hi}]")
             set_(name, float(v))
 
-        set_("patterns", self._check_patterns(self.patterns))
+        if self.patterns is not None:
+            set_("patterns", _weights("patterns", self.patterns, PATTERNS, "pattern ids"))
         weights = self.pattern_weights()
         for label, cls_ids, cls_name in (
             (0, BENIGN_PATTERNS, "benign"),
@@ -166,7 +201,7 @@ class PhantomConfig:
         set_("position_jitter_mm", float(j))
         if not isinstance(self.random_orientation, bool):
             raise _err("random_orientation", self.random_orientation, "true or false")
-        set_("renderers", self._check_renderers(self.renderers))
+        set_("renderers", _weights("renderers", self.renderers, RENDERERS, "names"))
         for pattern, w in weights.items():
             if w > 0 and not self.renderers_for(pattern):
                 raise _err(
@@ -186,49 +221,27 @@ class PhantomConfig:
         b = tuple(str(x) for x in b)
         for path in b:
             if not Path(path).exists():
-                raise _err("backgrounds", list(b), f"existing NIfTI / NRRD files or DICOM series "
-                           f"folders; {path!r} does not exist (from {Path.cwd()})")
+                raise _err(
+                    "backgrounds",
+                    list(b),
+                    f"existing NIfTI / NRRD files or DICOM series "
+                    f"folders; {path!r} does not exist (from {Path.cwd()})",
+                )
         set_("backgrounds", b)
         f = self.real_background_fraction
         if isinstance(f, bool) or not isinstance(f, int | float) or not (0.0 <= f <= 1.0):
             raise _err("real_background_fraction", f, "a number in [0, 1]")
         if f > 0 and not b:
-            raise _err("real_background_fraction", f, "0 while backgrounds is empty (list scans "
-                       "in backgrounds to draw real backgrounds)")
+            raise _err(
+                "real_background_fraction",
+                f,
+                "0 while backgrounds is empty (list scans in backgrounds to draw real backgrounds)",
+            )
         set_("real_background_fraction", float(f))
-        set_("background_tissue_hu",
-             _range("background_tissue_hu", self.background_tissue_hu, -1100.0, 4000.0))
-
-    @staticmethod
-    def _check_renderers(r: Any) -> tuple[str, ...] | dict[str, float]:
-        valid = list(RENDERERS)
-        if isinstance(r, str):
-            r = (r,)
-        if isinstance(r, Mapping):
-            out: dict[str, float] = {}
-            for k, w in r.items():
-                if k not in RENDERERS:
-                    raise _err("renderers", dict(r), f"names among {valid}; {k!r} is unknown")
-                if (
-                    isinstance(w, bool)
-                    or not isinstance(w, int | float)
-                    or not (math.isfinite(w) and w >= 0)
-                ):
-                    raise _err("renderers", dict(r), f"a weight >= 0 for {k!r}, got {w!r}")
-                out[str(k)] = float(w)
-            if not any(w > 0 for w in out.values()):
-                raise _err("renderers", dict(r), "at least one positive weight")
-            return out
-        if isinstance(r, Sequence):
-            names = tuple(str(x) for x in r)
-            bad = [x for x in names if x not in RENDERERS]
-            if not names or bad:
-                unknown = f"; {bad[0]!r} is unknown" if bad else ""
-                raise _err(
-                    "renderers", list(r), f"a non-empty list of names among {valid}{unknown}"
-                )
-            return tuple(dict.fromkeys(names))
-        raise _err("renderers", r, f"a name, a list of names or a dict name -> weight, in {valid}")
+        set_(
+            "background_tissue_hu",
+            _range("background_tissue_hu", self.background_tissue_hu, -1100.0, 4000.0),
+        )
 
     def renderer_weights(self) -> dict[str, float]:
         """Weight of each renderer family (0 for the unused ones)."""
@@ -250,36 +263,6 @@ class PhantomConfig:
                     continue
             out[name] = w
         return out
-
-    @staticmethod
-    def _check_patterns(p: Any) -> tuple[str, ...] | dict[str, float] | None:
-        valid = list(PATTERNS)
-        if p is None:
-            return None
-        if isinstance(p, str):
-            p = [p]
-        if isinstance(p, Mapping):
-            out: dict[str, float] = {}
-            for k, w in p.items():
-                if k not in PATTERNS:
-                    raise _err("patterns", dict(p), f"pattern ids among {valid}; {k!r} is unknown")
-                if (
-                    isinstance(w, bool)
-                    or not isinstance(w, int | float)
-                    or not (math.isfinite(w) and w >= 0)
-                ):
-                    raise _err("patterns", dict(p), f"a weight >= 0 for {k!r}, got {w!r}")
-                out[str(k)] = float(w)
-            if not any(w > 0 for w in out.values()):
-                raise _err("patterns", dict(p), "at least one positive weight")
-            return out
-        if isinstance(p, Sequence):
-            ids = tuple(str(x) for x in p)
-            bad = [x for x in ids if x not in PATTERNS]
-            if bad or not ids:
-                raise _err("patterns", list(p), f"a non-empty list of ids among {valid}")
-            return ids
-        raise _err("patterns", p, "None, a list of pattern ids or a dict id -> weight")
 
     def pattern_weights(self) -> dict[str, float]:
         """Weight of every one of the 20 patterns (0 for the excluded ones)."""
