@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from calcinet.data.phantom.implicit.context import Context, bone_morphology, long_bone
+from calcinet.data.phantom.implicit.context import (
+    STEP,
+    Context,
+    bone_morphology,
+    long_bone,
+    trabecular,
+)
+from calcinet.data.phantom.implicit.context import uniform as _u
 from calcinet.data.phantom.implicit.fields import (
     Wobble,
     arc_points,
@@ -29,12 +36,6 @@ from calcinet.data.phantom.implicit.fields import (
     union,
     wobbled,
 )
-
-STEP = 0.35  # mm between the points of a drawn line, ring or strand
-
-
-def _u(rng, lo, hi) -> float:
-    return float(rng.uniform(lo, hi))
 
 
 # -- phlebolith: "round, smooth, dense rim with a lucent centre (concentric)", 2-6 mm, in a vein ---
@@ -100,7 +101,7 @@ def chondrocalcinosis(ctx: Context, m: dict) -> None:
     cv, rng = ctx.canvas, ctx.rng
     big, cart = m["condyle_radius_mm"], m["cartilage_mm"]
     offset = big + cart + m["joint_gap_mm"] / 2
-    trab = m["bone_trabecular_hu"] + 0.25 * m["bone_trabecular_hu"] * ctx.texture(1.2)
+    trab = trabecular(ctx, m)
     for sign in (-1.0, 1.0):
         c = (sign * offset, 0.0, 0.0)
         cv.paint(sphere(c, big + cart), m["cartilage_hu"])

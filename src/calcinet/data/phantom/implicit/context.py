@@ -15,6 +15,13 @@ from calcinet.data.phantom.implicit.fields import (
     wobbled,
 )
 
+STEP = 0.35  # mm between the points of a drawn line, ring or strand
+
+
+def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """One draw of U(lo, hi) as a Python float (the morphology dicts hold plain floats)."""
+    return float(rng.uniform(lo, hi))
+
 
 class Context:
     """A canvas, the render generator and the class-independent ``deposit_density`` in [0, 1]
@@ -40,14 +47,19 @@ class Context:
         return self._textures[beta]
 
 
+def trabecular(ctx: Context, m: dict) -> np.ndarray:
+    """Trabecular bone HU over the patch voxels (flat [N]): ``m["bone_trabecular_hu"]`` with a
+    25 % power-law texture."""
+    return m["bone_trabecular_hu"] + 0.25 * m["bone_trabecular_hu"] * ctx.texture(1.2)
+
+
 def long_bone(ctx: Context, m: dict, axis_point) -> None:
     """A long bone along local axis 0 through ``axis_point``: trabecular medulla (``m``:
     ``bone_radius_mm``, ``cortex_mm``, ``cortical_hu``, ``trabecular_hu``) in a cortical tube."""
     cv = ctx.canvas
     outer = cylinder(axis_point, m["bone_radius_mm"])
     medulla = cylinder(axis_point, m["bone_radius_mm"] - m["bone_cortex_mm"])
-    trab = m["bone_trabecular_hu"] + 0.25 * m["bone_trabecular_hu"] * ctx.texture(1.2)
-    cv.paint(medulla, trab)
+    cv.paint(medulla, trabecular(ctx, m))
     cv.paint(shell(outer, m["bone_cortex_mm"]), m["bone_cortical_hu"])
 
 

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from calcinet.data.phantom.implicit.benign import STEP, _u
-from calcinet.data.phantom.implicit.context import Context, bone_morphology, long_bone, soft_mass
+from calcinet.data.phantom.implicit.context import (
+    STEP,
+    Context,
+    bone_morphology,
+    long_bone,
+    soft_mass,
+    trabecular,
+)
+from calcinet.data.phantom.implicit.context import uniform as _u
 from calcinet.data.phantom.implicit.fields import (
     Wobble,
     arc_points,
@@ -151,7 +158,7 @@ def chordoma(ctx: Context, m: dict) -> None:
     r = min(m["size_mm"] / 2, cv.radius_limit)
     # Sacral body: a boxy block of bone across the midline, the mass growing out of it.
     block = superquadric((0, 0, -0.8 * r), (2.5 * r, 2.5 * r, 0.9 * r), 4.0)
-    trab = m["bone_trabecular_hu"] + 0.25 * m["bone_trabecular_hu"] * ctx.texture(1.2)
+    trab = trabecular(ctx, m)
     cv.paint(block, trab)
     cv.paint(shell(block, m["bone_cortex_mm"]), m["bone_cortical_hu"])
     lr = 0.45 * r
