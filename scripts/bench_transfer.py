@@ -111,7 +111,7 @@ def main() -> None:
         extra.append((label, Path(path).resolve()))
 
     results: dict[tuple[str, str], dict[str, float]] = {}
-    train_s: dict[str, float] = {}
+    trained: dict[str, tuple[float, str]] = {}  # family -> (seconds, overrides)
 
     def evaluate(name: str, ckpt: Path, fam: str) -> dict[str, float]:
         """AUROCs of ``ckpt`` on the test split of ``fam``; an evaluation already in
@@ -152,8 +152,10 @@ def main() -> None:
                 ],
                 run.parent / f"train_{a}.log",
             )
-            train_s[a] = time.perf_counter() - t
-            done.write_text(f"{train_s[a]:.0f} s\n")
+            done.write_text(f"{time.perf_counter() - t:.0f} s\n{' '.join(args.overrides)}\n")
+        # What the reused or new training was: its minutes and its overrides.
+        seconds, _, recipe = done.read_text().partition("\n")
+        trained[a] = (float(seconds.split()[0]), recipe.strip())
         for fam in dict.fromkeys((a, b)):
             if (a, fam) in results:
                 continue
@@ -184,8 +186,9 @@ def main() -> None:
     lines.append("")
     lines.append(
         f"Test sets: {args.num_test} findings each, dataset seed {args.test_seed}; training: "
-        f"the default recipe{' with ' + ' '.join(args.overrides) if args.overrides else ''}"
-        + "".join(f"; train {a} {s / 60:.1f} min" for a, s in train_s.items())
+        + "; ".join(f"train {a}: the default recipe{' with ' + o if o else ''}, {s / 60:.1f} min"
+                    for a, (s, o) in trained.items())
+        + "".join(f"; {label}: {path}" for label, path in extra)
         + "."
     )
     table = "\n".join(lines)
