@@ -30,9 +30,9 @@ def _cpu_precision(accelerator: str = "cpu") -> str:
 
 def _cpu_channels_last(accelerator: str = "cpu") -> bool:
     """``${calcinet.cpu_channels_last:${trainer.accelerator}}``: ``channels_last_3d`` on the CPU,
-    in float32 as in bf16 (a training step of the default 3D CNN: 1.36x faster in float32 on a
-    2-core AMD EPYC, 1.22x on a Xeon; with bf16 autocast 2.3-2.6x over float32 contiguous), the
-    default layout elsewhere (GPU layouts are left to cuDNN's choice)."""
+    in float32 as in bf16 (pure compute of the default 3D CNN, ``scripts/bench_loops.py``: 1.31x
+    faster than the contiguous layout in float32 on a 2-core AMD EPYC), the default layout
+    elsewhere (GPU layouts are left to cuDNN's choice)."""
     return accelerator == "cpu"
 
 
