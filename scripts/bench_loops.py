@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from bench_pipeline import _config, end_to_end
+from bench_pipeline import EpochTimer, _config, end_to_end
 from calcinet.models.networks import build_network
 from calcinet.runtime import native_bf16_cpu, tune_malloc
 
@@ -160,7 +160,7 @@ class _TemplateDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.transform(self.images[i]), self.labels[i]
+        return {"image": self.transform(self.images[i]), "label": self.labels[i]}
 
 
 class _TemplateDataModule(L.LightningDataModule):
@@ -181,27 +181,12 @@ class _TemplateModule(L.LightningModule):
         self.net, self.cfg = net, cfg
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = _loss(self.net(x), y)
+        loss = _loss(self.net(batch["image"]), batch["label"])
         self.log("train/loss", loss, on_step=False, on_epoch=True)
         return loss
 
     def configure_optimizers(self):
         return _optimizer(self.cfg, self.net)
-
-
-class _Rates(L.Callback):
-    def __init__(self) -> None:
-        self.rates: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.start, self.count = time.perf_counter(), 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.count += len(batch[1])
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.rates.append(self.count / (time.perf_counter() - self.start))
 
 
 def lightning_template(cfg, images, labels, epochs: int, workers: int) -> float:
@@ -221,14 +206,15 @@ def lightning_template(cfg, images, labels, epochs: int, workers: int) -> float:
                        p=a.noise_prob),
     ])
     torch.manual_seed(0)
-    rates = _Rates()
+    timer = EpochTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, gradient_clip_val=1.0, callbacks=[rates])
+                        enable_model_summary=False, gradient_clip_val=1.0, callbacks=[timer])
     trainer.fit(_TemplateModule(_network(cfg), cfg),
                 datamodule=_TemplateDataModule(images, labels, transform, cfg.data.batch_size,
                                                workers))
-    return statistics.median(rates.rates[1:])
+    rates = [n / t for n, t in zip(timer.samples[1:], timer.times[1:], strict=True)]
+    return statistics.median(rates)
 
 
 def main() -> None:
