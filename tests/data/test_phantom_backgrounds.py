@@ -297,7 +297,8 @@ def test_hydra_override_from_the_repository_root(tmp_path: Path) -> None:
          ["data.source.phantom: ", "README.md: unknown file type"]),
         ({"backgrounds": [str(LUNG1)], "real_background_fraction": 0.5,
           "background_tissue_hu": [3000, 4000]},
-         ["data.source.phantom: ", "lung1_image.nrrd: no 32x32x32-voxel patch", "[3000.0, 4000.0]"]),
+         ["data.source.phantom: ", "lung1_image.nrrd: no 32x32x32-voxel patch",
+          "[3000.0, 4000.0]"]),
     ],
 )
 def test_the_synthetic_source_names_the_bad_phantom_option(phantom, fragments) -> None:

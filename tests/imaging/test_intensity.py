@@ -26,6 +26,14 @@ def test_quantiles_are_torchs_and_skip_non_finite_values() -> None:
     assert np.isnan(hu_quantiles(torch.full((4,), float("nan")))).all()
 
 
+@pytest.mark.parametrize("size", [1, 2, 7, 48**3])
+def test_quantiles_match_numpy_on_patches(size: int) -> None:
+    values = np.random.default_rng(size).normal(-40.0, 300.0, size).astype(np.float32)
+    np.testing.assert_allclose(hu_quantiles(values),
+                               np.quantile(values.astype(np.float64), QUANTILE_LEVELS),
+                               rtol=0, atol=1e-3)
+
+
 def _problems(values: np.ndarray, whole_scan: bool) -> list[str]:
     finite = values[np.isfinite(values)]
     return (intensity_problems(float(finite.min()), float(finite.max()), whole_scan)

@@ -55,6 +55,40 @@ def test_dicom_series_is_sorted_rescaled_and_in_ras(tmp_path: Path) -> None:
     np.testing.assert_allclose(volume.affine, expected)
 
 
+@pytest.mark.parametrize("kind", ["nifti1", "nifti2", "big-endian", "scaled-int16",
+                                  "two-members", "uncompressed"])
+def test_nifti_reads_as_nibabel_loads_it(tmp_path: Path, kind: str) -> None:
+    """Every NIfTI flavour gives nibabel's own ``load`` values and affine (the reference)."""
+    import gzip
+
+    import nibabel as nib
+
+    hu = phantom_volume(SHAPE)
+    affine = np.diag([0.7, -0.8, 2.0, 1.0])
+    klass = nib.Nifti2Image if kind == "nifti2" else nib.Nifti1Image
+    image = klass(hu.astype(">f4") if kind == "big-endian" else hu, affine)
+    if kind == "scaled-int16":
+        image = klass(np.round((hu + 1024) / 2).astype(np.int16), affine)
+        image.header.set_slope_inter(2.0, -1024.0)
+    path = tmp_path / ("a.nii" if kind == "uncompressed" else "a.nii.gz")
+    image.to_filename(path)
+    if kind == "two-members":  # as concatenating tools (and some writers) leave them
+        data = gzip.decompress(path.read_bytes())
+        path.write_bytes(gzip.compress(data[:500]) + gzip.compress(data[500:]))
+    reference = nib.load(path)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, reference.get_fdata(dtype=np.float32))
+    np.testing.assert_allclose(volume.affine, reference.affine)
+    assert volume.array.dtype == np.float32
+
+
+def test_truncated_nifti_is_named(tmp_path: Path) -> None:
+    path = write_nifti(tmp_path / "a.nii.gz", phantom_volume(SHAPE), np.eye(4))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ReadError, match=f"^{path}: cannot be read as NIfTI .*is the file complete"):
+        read_volume(path)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [

@@ -70,20 +70,23 @@ def _linear_axis(values: np.ndarray, axis: int, positions: np.ndarray, pad_value
     n = values.shape[axis]
     covered = (positions >= -0.5) & (positions <= n - 0.5)
     positions = np.clip(positions, 0, n - 1)
-    low = np.where(covered, np.floor(positions), -1).astype(np.int64)  # -1: pad_value
-    weight = np.where(covered, positions - np.floor(positions), 0.0)
+    low = np.floor(positions).astype(np.int64)
+    weight = np.where(covered, positions - low, 0.0)
     shape = [1, 1, 1]
     shape[axis] = len(positions)
-    pad = np.asarray(pad_value, dtype=values.dtype)
-
-    def take(index: np.ndarray) -> np.ndarray:
-        picked = np.take(values, np.clip(index, 0, n - 1), axis=axis)
-        return np.where(((index >= 0) & (index < n)).reshape(shape), picked, pad)
-
-    result = take(low)
+    # In place, the arithmetic of ``a * (1 - w) + b * w`` in float32: half the time of the
+    # expression's temporaries on a 64^3 -> 48^3 patch.
+    result = np.take(values, low, axis=axis)
+    if not covered.all():
+        index: list[slice | np.ndarray] = [slice(None)] * 3
+        index[axis] = ~covered
+        result[tuple(index)] = pad_value
     if np.any(weight > 0):
         w = weight.astype(np.float32).reshape(shape)
-        result = result * (1 - w) + take(low + 1) * w
+        following = np.take(values, np.minimum(low + 1, n - 1), axis=axis)
+        result *= 1 - w
+        following *= w
+        result += following
     return result
 
 
@@ -148,7 +151,13 @@ def cut_patch(
                      affine)
     values = np.asarray(volume.array[first[0]:last[0] + 1, first[1]:last[1] + 1,
                                      first[2]:last[2] + 1])
-    for p in range(3):
-        values = _linear_axis(values, p, positions[p] - first[p], float(pad_value))
-    values = np.ascontiguousarray(values.transpose(axis_of)[None], dtype=np.float32)
+    # The passes run over the array's memory from its outermost axis in (a NIfTI's Fortran-
+    # ordered voxels as their C-ordered transpose), so that np.take copies whole rows: against
+    # the file's axis order, 2x the time on a Fortran-ordered 64^3 -> 48^3 patch.
+    order = sorted(range(3), key=lambda p: -values.strides[p])
+    values = values.transpose(order)
+    for i, p in enumerate(order):
+        values = _linear_axis(values, i, positions[p] - first[p], float(pad_value))
+    values = values.transpose([order.index(p) for p in axis_of])  # to RAS
+    values = np.ascontiguousarray(values[None], dtype=np.float32)
     return Patch(torch.from_numpy(values), affine)
