@@ -15,8 +15,11 @@ Each ``--tree`` (``name=path`` of a ``src`` folder holding ``calcinet``) runs th
 interleaved round by round, so that a shared machine's drift hits every tree alike; the table
 gives the median wall time over ``--rounds`` and files (or slices) per second. One patch alone
 measures the start-up (imports, model loading); the patches' steady rate is
-``(N - 1) / (time of N - time of 1)``, printed beside the model's own rate on batches of 16
-already in memory (TorchScript + ``optimize_for_inference``, as predict runs it).
+``(N - 1) / (time of N - time of 1)``. Each round also measures, in fresh processes, the model's
+own rate on batches of 16 already in memory (TorchScript + ``optimize_for_inference``, as predict
+runs it; this tree) and each tree's CPU time to read one patch file and cut its patch in one
+thread (what the reading threads share the cores with the model for); the ratio of the steady
+rate to the model's rate is the median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -83,23 +86,53 @@ def run(tree: Path, args: list[str], folder: Path) -> float:
     return seconds
 
 
-def model_rate(model: Path, rounds: int = 10) -> float:
-    """Patches/s of the exported model alone on batches of 16 HU patches already in memory."""
-    import torch
+MODEL_RATE = """
+import statistics, sys, time
+import torch
+from calcinet.inference import load_model
+from calcinet.runtime import tune_malloc
+tune_malloc()
+model = load_model(sys.argv[1])
+batch = torch.full((16, 1, *model.info.patch_size), -50.0)
+model(batch), model(batch)  # TorchScript's profiling runs
+times = []
+for _ in range(10):
+    start = time.perf_counter()
+    model(batch)
+    times.append(time.perf_counter() - start)
+print(16 / statistics.median(times))
+"""
 
-    from calcinet.inference import load_model
-    from calcinet.runtime import tune_malloc
+READ_COST = """
+import sys, time
+from pathlib import Path
+import torch
+from calcinet.imaging.rows import Location
+from calcinet.inference import load_model
+from calcinet.inference.predict import load_patches
+from calcinet.runtime import tune_malloc
+tune_malloc()
+torch.set_num_threads(1)
+model = load_model(sys.argv[1])
+files = sorted(Path(sys.argv[2]).iterdir())[:100]
+requests = [Location(path=f) for f in files]
+for _ in load_patches(requests[:5], model, (1.0, 1.0, 1.0), workers=0):
+    pass
+start = time.process_time()
+for _ in load_patches(requests, model, (1.0, 1.0, 1.0), workers=0):
+    pass
+print((time.process_time() - start) / len(requests) * 1000)
+"""
 
-    tune_malloc()
-    loaded = load_model(model)
-    batch = torch.full((16, 1, *loaded.info.patch_size), -50.0)
-    loaded(batch), loaded(batch)  # TorchScript's profiling runs
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        loaded(batch)
-        times.append(time.perf_counter() - start)
-    return 16 / statistics.median(times)
+
+def python(tree: Path, code: str, *args: str) -> float:
+    """The number a snippet prints, run in a fresh process importing calcinet from ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: benchmark snippet failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -125,13 +158,17 @@ def main() -> None:
                  "lps", "--output-path", "series.csv"], 28),
         }
         times: dict[tuple[str, str], list[float]] = {}
+        alone: list[float] = []
+        reading: dict[str, list[float]] = {name: [] for name in trees}
         for index in range(args.rounds):
             names = list(trees)
             shift = index % len(names)
             for job, (command, _) in jobs.items():
                 for name in names[shift:] + names[:shift]:
                     times.setdefault((job, name), []).append(run(trees[name], command, folder))
-        alone = model_rate(model)
+            alone.append(python(trees["this tree"], MODEL_RATE, str(model)))
+            for name in names[shift:] + names[:shift]:
+                reading[name].append(python(trees[name], READ_COST, str(model), str(patches)))
     print(f"calcinet-predict, {args.rounds} rounds interleaved, median wall time "
           f"(start-up included)\n")
     print("| input | code | median s | files/s |")
@@ -139,12 +176,17 @@ def main() -> None:
     medians = {key: statistics.median(seconds) for key, seconds in times.items()}
     for (job, name), median in medians.items():
         print(f"| {job} | {name} | {median:.1f} | {jobs[job][1] / median:.1f} |")
-    print(f"\nThe model alone: {alone:.1f} patches/s (batches of 16 in memory, this tree).")
+    print(f"\nThe model alone: {statistics.median(alone):.1f} patches/s (batches of 16 in "
+          f"memory, this tree; rounds {min(alone):.1f}-{max(alone):.1f}).")
     start_up, many = "1 NIfTI patch 64^3 (start-up)", f"{args.patches} NIfTI patches 64^3"
     for name in trees:
-        steady = (args.patches - 1) / (medians[(many, name)] - medians[(start_up, name)])
-        print(f"{name}: {steady:.1f} patches/s after start-up, {steady / alone:.2f} of the "
-              "model's own rate")
+        steady = [(args.patches - 1) / (n - one) for n, one in
+                  zip(times[(many, name)], times[(start_up, name)], strict=True)]
+        ratios = [rate / model for rate, model in zip(steady, alone, strict=True)]
+        print(f"{name}: {statistics.median(steady):.1f} patches/s after start-up, "
+              f"{statistics.median(ratios):.2f} of the model's own rate (rounds "
+              f"{min(ratios):.2f}-{max(ratios):.2f}); reading a file and cutting its patch: "
+              f"{statistics.median(reading[name]):.1f} ms of one core")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The allocator settings the commands apply, checked in fresh processes with glibc's counters."""
+"""The process settings the commands apply, checked in fresh processes: the allocator (with
+glibc's counters) and the garbage collector at exit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from calcinet.runtime import glibc
 
-pytestmark = pytest.mark.skipif(glibc() is None, reason="glibc malloc only")
+glibc_only = pytest.mark.skipif(glibc() is None, reason="glibc malloc only")
 
 # Allocate 8 MiB (above glibc's initial 128 KiB mmap threshold) and count the new blocks glibc
 # serves with their own mmap (mallinfo2().hblks) while it is held; again after tune_malloc().
@@ -59,6 +60,7 @@ def probe(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
+@glibc_only
 def test_large_blocks_stay_on_the_heap_after_tuning_and_children_inherit_it() -> None:
     result = probe()
     assert result["before"] == 1  # the default: its own mapping, unmapped again on free
@@ -70,6 +72,7 @@ def test_large_blocks_stay_on_the_heap_after_tuning_and_children_inherit_it() ->
     }
 
 
+@glibc_only
 def test_opt_out_leaves_the_allocator_alone() -> None:
     result = probe(CALCINET_MALLOC_TUNING="0")
     assert result["applied"] is False
@@ -77,9 +80,33 @@ def test_opt_out_leaves_the_allocator_alone() -> None:
     assert result["env"] == {"MALLOC_MMAP_THRESHOLD_": None, "MALLOC_TRIM_THRESHOLD_": None}
 
 
+@glibc_only
 def test_a_users_own_malloc_settings_win() -> None:
     result = probe(MALLOC_MMAP_THRESHOLD_="65536")
     assert result["applied"] is False
     assert result["before"] == 1 and result["after"] == 1
     assert result["env"]["MALLOC_MMAP_THRESHOLD_"] == "65536"
     assert result["env"]["MALLOC_TRIM_THRESHOLD_"] is None
+
+
+EXIT_PROBE = """
+import atexit, gc, sys
+# Registered before the command's handler, so it runs after it (atexit runs in reverse order).
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, flush=True))
+from calcinet.runtime import skip_exit_collection
+skip_exit_collection()
+skip_exit_collection()
+cycle = []
+cycle.append(cycle)
+del cycle  # garbage only the collector can free
+print("frozen while running:", gc.get_freeze_count() > 0, "collected:", gc.collect() > 0,
+      flush=True)
+"""
+
+
+def test_the_collector_is_frozen_only_at_exit_and_later_handlers_still_run() -> None:
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines() == ["frozen while running: False collected: True",
+                                        "frozen at exit: True"]
+

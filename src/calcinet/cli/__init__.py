@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from calcinet.runtime import skip_exit_collection
+
 Main = TypeVar("Main", bound=Callable[..., Any])
 
 #: The run's report: what a command says goes through this logger (and so into its log file).
@@ -110,10 +112,13 @@ def _closed_pipe() -> NoReturn:
 
 def command(main: Main) -> Main:
     """Wrap a console entry point: exit 141 without a traceback when the reader of stdout goes
-    away (``calcinet-predict ... | head``), 130 on Ctrl+C; any other error keeps its traceback."""
+    away (``calcinet-predict ... | head``), 130 on Ctrl+C; any other error keeps its traceback.
+    The process skips the garbage collector's last passes at exit
+    (:func:`calcinet.runtime.skip_exit_collection`)."""
 
     @functools.wraps(main)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        skip_exit_collection()
         try:
             result = main(*args, **kwargs)
             sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit

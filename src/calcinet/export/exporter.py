@@ -114,7 +114,7 @@ def export_checkpoint(
     info = read_checkpoint(ckpt_path)
     # The parity process starts now: its torch import overlaps with loading, scripting and
     # torch.export here.
-    with FreshProcess() as fresh:
+    with FreshProcess(programs=torch_export) as fresh:
         return _export(info, output, torch_export, parity_patches, tolerance, seed, mlflow,
                        bundle_dir, fresh)
 

@@ -21,11 +21,15 @@ import torch
 #: HU range of the random check patches: beyond both ends of any CT window (air to dense bone).
 CHECK_HU_RANGE = (-1200.0, 3000.0)
 
-# Runs in the fresh process: torch only. It imports torch first, then reads one JSON line on
-# stdin: [torchscript path, pt2 path or "", inputs, outputs].
+# Runs in the fresh process: torch only. It imports torch first (and, given the argument
+# "pt2", torch.export's deserializer: 1.9 s of a first torch.export.load's 2.2-3.1 s, spent while
+# the export still runs), then reads one JSON line on stdin: [torchscript path, pt2 path or "",
+# inputs, outputs].
 CHILD = r"""
 import json, sys
 import torch
+if sys.argv[1:] == ["pt2"]:
+    import torch._export.serde.serialize
 ts_path, pt2_path, inputs_path, outputs_path = json.loads(sys.stdin.readline())
 hu = torch.load(inputs_path, weights_only=True)
 extra = {"metadata.json": ""}
@@ -105,14 +109,15 @@ class FreshProcess:
     """A new interpreter (isolated mode: neither the current folder nor PYTHONPATH can inject
     modules) that imports only torch and then computes the outputs of the saved files.
 
-    It starts when created, so its start-up (importing torch takes seconds) overlaps with the
-    export's own work; :meth:`run` hands it the files. Use it as a context manager: leaving
-    stops it if it is still running and removes its temporary folder."""
+    It starts when created, so its start-up (importing torch, and torch.export's loader when
+    ``programs``: seconds) overlaps with the export's own work; :meth:`run` hands it the files.
+    Use it as a context manager: leaving stops it if it is still running and removes its
+    temporary folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, programs: bool = True) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="calcinet-parity-")
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-c", CHILD],
+            [sys.executable, "-I", "-c", CHILD, *(["pt2"] if programs else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
