@@ -1,9 +1,9 @@
 """Read a CT volume in HU with its voxel-to-RAS affine, from any supported format.
 
 :func:`read_volume` is the one reader of calcinet: training, evaluation, export checks and
-``calcinet-predict`` all call it. NIfTI is read by nibabel, NRRD by pynrrd, ``.npy`` by NumPy and
-DICOM by :mod:`calcinet.imaging.dicom`; all of them are small, so an exported model's consumer
-needs no training stack to read its inputs.
+``calcinet-predict`` all call it. NIfTI is read by nibabel (a ``.nii.gz`` inflated by ISA-L),
+NRRD by pynrrd, ``.npy`` by NumPy and DICOM by :mod:`calcinet.imaging.dicom`; all of them are
+small, so an exported model's consumer needs no training stack to read its inputs.
 
 NRRD rule: the world space comes from the ``space`` field (``right-anterior-superior``,
 ``left-posterior-superior``, ``left-anterior-superior`` and their short forms). A file without it
