@@ -182,7 +182,7 @@ def main() -> None:
     for name in trees:
         steady = [(args.patches - 1) / (n - one) for n, one in
                   zip(times[(many, name)], times[(start_up, name)], strict=True)]
-        ratios = [rate / model for rate, model in zip(steady, alone, strict=True)]
+        ratios = [rate / own for rate, own in zip(steady, alone, strict=True)]
         print(f"{name}: {statistics.median(steady):.1f} patches/s after start-up, "
               f"{statistics.median(ratios):.2f} of the model's own rate (rounds "
               f"{min(ratios):.2f}-{max(ratios):.2f}); reading a file and cutting its patch: "

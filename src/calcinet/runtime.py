@@ -100,7 +100,8 @@ _exit_collection_skipped = False
 
 
 def skip_exit_collection() -> None:
-    """Freeze the garbage collector when the interpreter exits, after every ``atexit`` handler.
+    """Freeze the garbage collector when the interpreter exits, once the ``atexit`` handlers
+    registered later (those of the libraries a command imports) have run.
 
     A command that imported torch, Lightning, MONAI and MLflow spends 1.5-2.3 s after its work is
     done while the interpreter's last collections walk those libraries' millions of objects:
@@ -114,4 +115,3 @@ def skip_exit_collection() -> None:
     if not _exit_collection_skipped:
         atexit.register(gc.freeze)
         _exit_collection_skipped = True
-
