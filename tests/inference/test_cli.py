@@ -150,3 +150,16 @@ def test_bad_model_exits_2_with_one_line(tmp_path: Path) -> None:
         f"calcinet: error: --model-path {missing}: no such file; expected "
         "a .ts or .pt2 file written by calcinet-export"
     )
+
+
+def test_an_output_whose_log_cannot_be_written_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "rows.log").mkdir()  # the log beside rows.csv cannot be opened
+    model = tmp_path / "model.ts"
+    model.write_bytes(b"")
+    done = run_cli(["calcinet-predict", "--model-path", str(model), "scan.nii.gz",
+                    "--output-path", str(tmp_path / "rows.csv")], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"calcinet: error: {tmp_path / 'rows.log'}: the log beside the output cannot be written "
+        "(Is a directory); expected a folder you can write")
+

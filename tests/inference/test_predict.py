@@ -117,6 +117,26 @@ def test_a_bad_input_does_not_stop_the_others(probe_model: Path, tmp_path: Path)
         f"{good}: centre [99.0, 9.0, 9.0] (voxel) lies outside the image")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_patch_with_non_finite_voxels_is_refused(probe_model: Path, tmp_path: Path,
+                                                   bad: float) -> None:
+    """As the training manifest check refuses such files, not a silent probability; NaN outside
+    the patch does not matter."""
+    hu = phantom_volume((40, 40, 40))
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    inside, outside = hu.copy(), hu.copy()
+    inside[18:22, 18:22, 18:22] = bad
+    outside[:3] = bad
+    rows = _run(probe_model, [write_nifti(tmp_path / "inside.nii.gz", inside, affine),
+                              write_nifti(tmp_path / "outside.nii.gz", outside, affine)],
+                center=(20, 20, 20), coord_space="voxel")
+    failure, prediction = rows
+    assert isinstance(failure, Failure) and failure.path == str(tmp_path / "inside.nii.gz")
+    assert failure.reason == ("the patch holds 64 NaN or infinite voxels; expected finite HU "
+                              "everywhere")
+    assert isinstance(prediction, Prediction) and np.isfinite(prediction.probability)
+
+
 def test_pt2_and_torchscript_agree_on_the_exported_model(
     tiny_export: ExportResult, tmp_path: Path
 ) -> None:
@@ -139,6 +159,14 @@ def test_models_without_calcinet_metadata_are_refused(tmp_path: Path) -> None:
     torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
     with pytest.raises(ModelLoadError, match=f"^{path}: no metadata.json inside"):
         load_model(path)
+    with pytest.raises(ModelLoadError, match=f"--model-path {tmp_path}: is a folder; expected "
+                       "the .ts or .pt2 file calcinet-export wrote"):
+        load_model(tmp_path)
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"a training checkpoint")
+    with pytest.raises(ModelLoadError, match=f"--model-path {checkpoint}: a training checkpoint;"
+                       f" .*calcinet-export ckpt_path={checkpoint} writes it"):
+        load_model(checkpoint)
     junk = tmp_path / "junk.ts"
     junk.write_text("not a model")
     with pytest.raises(ModelLoadError,

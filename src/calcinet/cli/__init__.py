@@ -209,7 +209,11 @@ def setup_tool_logging(quiet: bool = False, log_file: Path | None = None,
             handler.setLevel(max(handler.level, logging.WARNING))
         log.addHandler(handler)
     if log_file is not None:
-        handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        try:
+            handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        except OSError as error:
+            fail(f"{log_file}: the log beside the output cannot be written "
+                 f"({error.strerror or type(error).__name__}); expected a folder you can write")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] - %(message)s"))
         log.addHandler(handler)
 

@@ -84,9 +84,10 @@ def _linear_axis(values: np.ndarray, axis: int, positions: np.ndarray, pad_value
     if np.any(weight > 0):
         w = weight.astype(np.float32).reshape(shape)
         following = np.take(values, np.minimum(low + 1, n - 1), axis=axis)
-        result *= 1 - w
-        following *= w
-        result += following
+        with np.errstate(invalid="ignore"):  # inf * 0: NaN, as the arithmetic says
+            result *= 1 - w
+            following *= w
+            result += following
     return result
 
 

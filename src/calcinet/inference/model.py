@@ -72,10 +72,20 @@ def load_model(
     """
     path = Path(path)
     device = torch.device(device)
+    if path.is_dir():
+        raise ModelLoadError(
+            f"--model-path {path}: is a folder; expected the .ts or .pt2 file calcinet-export "
+            "wrote (calcinet-export ckpt_path=<run folder> writes one from a training run)"
+        )
     if not path.is_file():
         raise ModelLoadError(
             f"--model-path {path}: no such file; expected a .ts or .pt2 file written by "
             "calcinet-export"
+        )
+    if path.suffix == ".ckpt":
+        raise ModelLoadError(
+            f"--model-path {path}: a training checkpoint; predict runs the exported model: "
+            f"calcinet-export ckpt_path={path} writes it, then give its .ts file"
         )
     extra = {METADATA_FILE: ""}
     try:

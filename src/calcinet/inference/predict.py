@@ -155,6 +155,12 @@ def _scan_items(locations: Sequence[Location], info: ModelInfo, npy_spacing: Seq
             except Exception as error:  # noqa: BLE001
                 items.append(_failure(finding, error))
                 continue
+            nonfinite = int((~torch.isfinite(patch.values)).sum())
+            if nonfinite:  # refused, as training's manifest check refuses such files
+                items.append(_failure(finding, ValueError(
+                    f"the patch holds {nonfinite} NaN or infinite voxels; expected finite HU "
+                    "everywhere")))
+                continue
             quantiles = hu_quantiles(patch.values)  # of what the model sees
             warnings = [*scan_warnings, *intensity_warnings(scan.low, quantiles, whole_scan),
                         *profile_warnings(quantiles, info.intensity_profile)]
