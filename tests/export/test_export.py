@@ -123,6 +123,21 @@ def test_default_output_is_beside_the_checkpoint(tiny_checkpoint: Path, tmp_path
     assert copy.read_bytes() == tiny_checkpoint.read_bytes()
 
 
+@pytest.mark.parametrize(("temperature", "noted"), [(1.7, False), (100.0, True), (0.01, True)])
+def test_a_temperature_at_a_bound_of_its_fit_is_noted(
+    tiny_checkpoint: Path, tmp_path: Path, temperature: float, noted: bool
+) -> None:
+    checkpoint = torch.load(tiny_checkpoint, weights_only=False)
+    checkpoint["state_dict"]["temperature"] = torch.tensor(temperature)
+    torch.save(checkpoint, tmp_path / "best.ckpt")
+    result = export_checkpoint(tmp_path / "best.ckpt", torch_export=False)
+    notes = [n for n in result.notes if n.startswith("calibration temperature")]
+    assert notes == ([f"calibration temperature {temperature:.4g} is at a bound of its fit "
+                      "[0.01, 100]: the validation scores did not calibrate (a model that "
+                      "separates nothing gives about 0.5 everywhere); check the run's val/auroc"]
+                     if noted else [])
+
+
 def test_a_run_folder_exports_its_best_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -85,7 +85,8 @@ def test_nifti_reads_as_nibabel_loads_it(tmp_path: Path, kind: str) -> None:
 def test_truncated_nifti_is_named(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "a.nii.gz", phantom_volume(SHAPE), np.eye(4))
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(ReadError, match=f"^{path}: cannot be read as NIfTI .*is the file complete"):
+    with pytest.raises(ReadError,
+                       match=f"^{path}: cannot be read as NIfTI .*expected a complete NIfTI file"):
         read_volume(path)
 
 
@@ -94,6 +95,7 @@ def test_truncated_nifti_is_named(tmp_path: Path) -> None:
     [
         ("broken.nii.gz", b"\x1f\x8b not really gzip", "cannot be read"),
         ("flat.npy", None, "a 2D image (shape [4, 4]); expected a 3D CT volume"),
+        ("voxel.npy", np.zeros((1, 1, 1)), "a single voxel (shape [1, 1, 1]); expected a 3D CT"),
         ("scan.mha", b"", "unknown file type"),
         ("gone.nii", "missing", "no such file"),
     ],
@@ -104,6 +106,8 @@ def test_unreadable_inputs_are_named(tmp_path: Path, name: str, content, reason:
         pass
     elif content is None:
         np.save(path, np.zeros((4, 4)))
+    elif isinstance(content, np.ndarray):
+        np.save(path, content)
     else:
         path.write_bytes(content)
     with pytest.raises(ReadError, match=f"^{path}: ") as caught:

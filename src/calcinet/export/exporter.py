@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calcinet.evaluation.calibration import TEMPERATURE_BOUNDS
 from calcinet.export.card import CARD_FILE, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
@@ -139,6 +140,14 @@ def _export(
     with _timed(seconds, "TorchScript"):
         scripted, method = to_torchscript(model, batch)
     notes: list[str] = []
+    temperature = float(module.temperature)
+    low, high = TEMPERATURE_BOUNDS
+    if not low * 1.01 < temperature < high / 1.01:
+        notes.append(
+            f"calibration temperature {temperature:.4g} is at a bound of its fit "
+            f"[{low:g}, {high:g}]: the validation scores did not calibrate (a model that "
+            "separates nothing gives about 0.5 everywhere); check the run's val/auroc"
+        )
     if method != "script":
         notes.append(f"TorchScript by {method}")
     program = None

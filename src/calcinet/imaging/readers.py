@@ -56,8 +56,8 @@ def as_hu_array(array: np.ndarray, path: Path) -> np.ndarray:
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
-        raise ReadError(f"{path}: a 2D image (shape {list(array.shape)}); expected a 3D CT "
-                        "volume")
+        kind = "a single voxel" if array.size == 1 else "a 2D image"
+        raise ReadError(f"{path}: {kind} (shape {list(array.shape)}); expected a 3D CT volume")
     if array.ndim != 3:
         raise ReadError(f"{path}: image of shape {list(array.shape)}; expected a 3D volume "
                         "(one channel, one time point)")
@@ -199,6 +199,6 @@ def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         kind = {"nifti": "NIfTI", "nrrd": "NRRD", "npy": "NumPy", "dicom": "DICOM"}[fmt]
         raise ReadError(f"{path}: cannot be read as {kind} ({type(error).__name__}: "
-                        f"{reason[:200]}); is the file complete?") from None
+                        f"{reason[:200]}); expected a complete {kind} file") from None
 
 
