@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from calcinet.files import atomic_write
-from calcinet.imaging import Volume, hu_quantiles, intensity_problems, intensity_warnings
+from calcinet.imaging import (
+    Volume,
+    hu_quantiles,
+    intensity_problems,
+    intensity_warnings,
+    non_finite_problem,
+)
 
 
 class DataValidationError(ValueError):
@@ -96,7 +102,7 @@ def image_problems(facts: ImageFacts, whole_scan: bool = False) -> list[str]:
     """What is wrong with an image for training on CT patches in HU (empty when nothing is)."""
     found: list[str] = []
     if facts.nonfinite:
-        found.append(f"{facts.nonfinite} NaN or infinite voxels; expected finite HU everywhere")
+        found.append(non_finite_problem(facts.nonfinite))
     return found + intensity_problems(facts.low, facts.high, whole_scan)
 
 

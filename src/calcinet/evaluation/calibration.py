@@ -15,6 +15,13 @@ import numpy as np
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted temperature sits at (within 1 % of) a :data:`TEMPERATURE_BOUNDS` end:
+    the search stopped at the edge, the scores did not calibrate."""
+    low, high = TEMPERATURE_BOUNDS
+    return not low * 1.01 < temperature < high / 1.01
+
+
 def _bce(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     z = logits / temperature
     # log(1 + exp(-|z|)) + max(z, 0) - y z: the numerically stable binary cross-entropy.

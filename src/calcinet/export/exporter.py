@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calcinet.evaluation.calibration import TEMPERATURE_BOUNDS
+from calcinet.evaluation.calibration import TEMPERATURE_BOUNDS, at_bound
 from calcinet.export.card import CARD_FILE, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
@@ -134,15 +134,14 @@ def _export(
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
         module = load_module(info)
-    model = HUClassifier(module.network, info.hu_window, info.patch_size,
-                         float(module.temperature)).eval()
+    temperature = float(module.temperature)
+    model = HUClassifier(module.network, info.hu_window, info.patch_size, temperature).eval()
     batch = check_batch(info.patch_size, max(2, parity_patches), seed)
     with _timed(seconds, "TorchScript"):
         scripted, method = to_torchscript(model, batch)
     notes: list[str] = []
-    temperature = float(module.temperature)
-    low, high = TEMPERATURE_BOUNDS
-    if not low * 1.01 < temperature < high / 1.01:
+    if at_bound(temperature):
+        low, high = TEMPERATURE_BOUNDS
         notes.append(
             f"calibration temperature {temperature:.4g} is at a bound of its fit "
             f"[{low:g}, {high:g}]: the validation scores did not calibrate (a model that "
@@ -160,7 +159,7 @@ def _export(
                 f"no .pt2: torch.export does not support network {info.network['name']!r} ({error})"
             )
     thresholds = (float(module.threshold), float(module.threshold_at_sensitivity))
-    metadata = build_metadata(info, thresholds, method, float(module.temperature))
+    metadata = build_metadata(info, thresholds, method, temperature)
     program_path = output.with_suffix(".pt2") if program is not None else None
 
     with (

@@ -25,6 +25,7 @@ from calcinet.imaging.intensity import (
     intensity_problems,
     intensity_profile,
     intensity_warnings,
+    non_finite_problem,
     profile_warnings,
 )
 from calcinet.imaging.masks import MaskError, MaskFinding, mask_findings, same_grid
@@ -48,6 +49,7 @@ __all__ = [
     "hu_quantiles",
     "image_format",
     "intensity_problems",
+    "non_finite_problem",
     "intensity_profile",
     "intensity_warnings",
     "mask_findings",

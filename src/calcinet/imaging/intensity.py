@@ -69,6 +69,12 @@ def hu_quantiles(values: torch.Tensor | np.ndarray) -> np.ndarray:
     return low + (high - low) * (position - below)
 
 
+def non_finite_problem(count: int) -> str:
+    """Why ``count`` (> 0) NaN or infinite voxels cannot be read as CT: the training manifest
+    check refuses such a file, ``calcinet-predict`` such a patch."""
+    return f"{count} NaN or infinite voxels; expected finite HU everywhere"
+
+
 def intensity_problems(low: float, high: float, whole_scan: bool) -> list[str]:
     """Why an image with these values cannot be CT in HU (empty when it can).
 

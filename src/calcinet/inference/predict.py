@@ -29,6 +29,7 @@ from calcinet.imaging import (
     intensity_problems,
     intensity_warnings,
     mask_findings,
+    non_finite_problem,
     profile_warnings,
     read_volume,
 )
@@ -158,8 +159,7 @@ def _scan_items(locations: Sequence[Location], info: ModelInfo, npy_spacing: Seq
             nonfinite = int((~torch.isfinite(patch.values)).sum())
             if nonfinite:  # refused, as training's manifest check refuses such files
                 items.append(_failure(finding, ValueError(
-                    f"the patch holds {nonfinite} NaN or infinite voxels; expected finite HU "
-                    "everywhere")))
+                    f"the patch holds {non_finite_problem(nonfinite)}")))
                 continue
             quantiles = hu_quantiles(patch.values)  # of what the model sees
             warnings = [*scan_warnings, *intensity_warnings(scan.low, quantiles, whole_scan),
