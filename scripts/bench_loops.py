@@ -23,7 +23,12 @@ patches (the phantom's windowed 48^3 patches, rendered once):
   ``--peer-workers`` loader workers.
 
 Each loop's training samples/s is the median over its epochs after the first, then the median
-over ``--rounds`` rounds (the loops interleaved, round by round). Prints one Markdown table:
+over ``--rounds`` rounds (the loops interleaved, round by round).
+
+On a GPU (``trainer=gpu``: one CUDA device, bf16-mixed) every loop runs there: the two peer
+loops copy their batches to the GPU (pinned memory) and train under the trainer's precision, as
+calcinet's does; bf16 pure compute is always timed (native on CUDA); epochs are timed after
+``torch.cuda.synchronize()``. Prints one Markdown table:
 samples/s, the ratio to calcinet's loop, and calcinet's ratio to the fastest pure-compute path
 (the README's pipeline ratio).
 """
@@ -50,9 +55,24 @@ from calcinet.models.networks import build_network
 from calcinet.runtime import native_bf16_cpu, tune_malloc
 
 
+def _device(cfg) -> torch.device:
+    """The trainer's device: ``cuda`` for ``trainer.accelerator=gpu``, else the CPU."""
+    return torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+
+
+def _bf16(cfg) -> bool:
+    """Whether the trainer computes in bf16 mixed precision (the peer loops follow it)."""
+    return str(cfg.trainer.precision).startswith("bf16")
+
+
 def _network(cfg, channels_last: bool = False) -> torch.nn.Module:
-    net = build_network(**cfg.model.network)
+    net = build_network(**cfg.model.network).to(_device(cfg))
     return net.to(memory_format=torch.channels_last_3d) if channels_last else net
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _optimizer(cfg, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -76,12 +96,14 @@ def patches(cfg) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(images), torch.cat(labels)
 
 
-def _epochs(run_epoch: Callable[[], int], epochs: int) -> float:
+def _epochs(run_epoch: Callable[[], int], epochs: int, device: torch.device) -> float:
     """Median samples/s of epochs 2.. (the first pays warm-up: allocator, workers, caches)."""
     rates = []
     for _ in range(epochs):
+        _sync(device)
         start = time.perf_counter()
         n = run_epoch()
+        _sync(device)
         rates.append(n / (time.perf_counter() - start))
     return statistics.median(rates[1:])
 
@@ -89,24 +111,25 @@ def _epochs(run_epoch: Callable[[], int], epochs: int) -> float:
 def pure_compute(cfg, images, labels, epochs: int, channels_last: bool, bf16: bool) -> float:
     """Plain PyTorch on batches already in memory: forward, backward, clipping, AdamW."""
     torch.manual_seed(0)
+    device = _device(cfg)
     net = _network(cfg, channels_last).train()
     opt = _optimizer(cfg, net)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     b = cfg.data.batch_size
-    batches = [(images[i:i + b].contiguous(memory_format=fmt), labels[i:i + b])
-               for i in range(0, len(labels) - b + 1, b)]
+    batches = [(images[i:i + b].to(device).contiguous(memory_format=fmt),
+                labels[i:i + b].to(device)) for i in range(0, len(labels) - b + 1, b)]
 
     def epoch() -> int:
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logit = net(x)
             _loss(logit, y).backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
         return len(batches) * b
 
-    return _epochs(epoch, epochs)
+    return _epochs(epoch, epochs, device)
 
 
 def monai_tutorial(cfg, images, labels, epochs: int, workers: int) -> float:
@@ -133,8 +156,10 @@ def monai_tutorial(cfg, images, labels, epochs: int, workers: int) -> float:
     data = [{"image": images[i].numpy(), "label": float(labels[i])} for i in range(len(labels))]
     dataset = CacheDataset(data, transform=transforms, cache_rate=1.0, num_workers=None,
                            progress=False)
+    device = _device(cfg)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
-                        num_workers=workers, persistent_workers=workers > 0)
+                        num_workers=workers, persistent_workers=workers > 0,
+                        pin_memory=device.type == "cuda")
     torch.manual_seed(0)
     net = _network(cfg).train()
     opt = _optimizer(cfg, net)
@@ -142,14 +167,17 @@ def monai_tutorial(cfg, images, labels, epochs: int, workers: int) -> float:
     def epoch() -> int:
         n = 0
         for batch in loader:
-            x, y = batch["image"].as_tensor(), batch["label"]
+            x = batch["image"].as_tensor().to(device, non_blocking=True)
+            y = batch["label"].to(device, non_blocking=True)
             opt.zero_grad()
-            _loss(net(x), y).backward()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(cfg)):
+                logit = net(x)
+            _loss(logit, y).backward()
             opt.step()
             n += len(y)
         return n
 
-    return _epochs(epoch, epochs)
+    return _epochs(epoch, epochs, device)
 
 
 class _TemplateDataset(torch.utils.data.Dataset):
@@ -164,15 +192,16 @@ class _TemplateDataset(torch.utils.data.Dataset):
 
 
 class _TemplateDataModule(L.LightningDataModule):
-    def __init__(self, images, labels, transform, batch_size: int, workers: int):
+    def __init__(self, images, labels, transform, batch_size: int, workers: int, pin: bool):
         super().__init__()
         self.train_set = _TemplateDataset(images, labels, transform)
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.pin = batch_size, workers, pin
 
     def train_dataloader(self):
         return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-            num_workers=self.workers, persistent_workers=self.workers > 0)
+            num_workers=self.workers, persistent_workers=self.workers > 0,
+            pin_memory=self.pin)
 
 
 class _TemplateModule(L.LightningModule):
@@ -207,12 +236,13 @@ def lightning_template(cfg, images, labels, epochs: int, workers: int) -> float:
     ])
     torch.manual_seed(0)
     timer = EpochTimer()
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, max_epochs=epochs,
+                        precision=cfg.trainer.precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, gradient_clip_val=1.0, callbacks=[timer])
     trainer.fit(_TemplateModule(_network(cfg), cfg),
                 datamodule=_TemplateDataModule(images, labels, transform, cfg.data.batch_size,
-                                               workers))
+                                               workers, _device(cfg).type == "cuda"))
     rates = [n / t for n, t in zip(timer.samples[1:], timer.times[1:], strict=True)]
     return statistics.median(rates)
 
@@ -231,18 +261,22 @@ def main() -> None:
     if args.epochs < 2 or args.rounds < 1:
         parser.error("--epochs must be >= 2 (the first is left out) and --rounds >= 1")
     tune_malloc()  # as calcinet's commands do, for every loop alike
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16_cpu())
     loops: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         common = [f"data.source.num_train={args.num_train}", "data.source.num_val=32",
                   "callbacks.early_stopping=null", "callbacks.progress_bar=null", *overrides]
         cfg = _config(common, Path(tmp) / "data")
+        device = _device(cfg)
+        bf16 = args.bf16 == "on" or (args.bf16 == "auto" and (
+            device.type == "cuda" or native_bf16_cpu()))
         images, labels = patches(cfg)
+        where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                 else f"{torch.get_num_threads()} CPU threads")
         print(f"{len(labels)} training patches {tuple(images.shape[1:])}, batch "
               f"{cfg.data.batch_size}, network {cfg.model.network.name}, precision "
-              f"{cfg.trainer.precision}, channels_last {cfg.model.channels_last}; "
-              f"{torch.get_num_threads()} threads", file=sys.stderr)
+              f"{cfg.trainer.precision}, channels_last {cfg.model.channels_last}; {where}; "
+              f"torch {torch.__version__}", file=sys.stderr)
         for r in range(args.rounds):
             run_cfg = _config(common, Path(tmp) / f"calcinet{r}")
             L.seed_everything(0, verbose=False)
@@ -280,6 +314,7 @@ def main() -> None:
     print(f"\ncalcinet / fastest pure compute ({fastest[1].removeprefix('pure compute, ')}): "
           f"{ours / fastest[0]:.2f}; medians of {args.rounds} rounds, epochs 2-{args.epochs} of "
           f"{args.num_train} patches each"
+          + (f"; {device.type}, calcinet and peers at precision {cfg.trainer.precision}")
           + ("" if bf16 else "; bf16 not timed (not native on this CPU: --bf16 on to time it)"))
 
 
