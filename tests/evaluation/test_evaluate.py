@@ -441,10 +441,10 @@ def test_model_card_carries_the_test_results(
     first: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Evaluate of a checkpoint -> export picks it up; evaluate of the exported, registered
-    model -> MODEL_CARD.md beside it and the version's description say so, and the evaluation
-    run links the model version."""
+    model -> model.MODEL_CARD.md beside it and the version's description say so, and the
+    evaluation run links the model version."""
     from calcinet.export import MlflowOptions, export_checkpoint
-    from calcinet.export.card import CARD_FILE, evaluation_path
+    from calcinet.export.card import evaluation_path
     from calcinet.export.metadata import file_sha256
 
     record = json.loads(evaluation_path(first.ckpt).read_text())
@@ -457,7 +457,7 @@ def test_model_card_carries_the_test_results(
     result = export_checkpoint(first.ckpt, tmp_path / "model" / "model.ts", torch_export=False,
                                mlflow=MlflowOptions(register=True, register_as="calcinet-eval"))
     assert result.metadata["card"]["evaluation"] == record["evaluation"]
-    card = (tmp_path / "model" / CARD_FILE).read_text()
+    card = (tmp_path / "model" / "model.MODEL_CARD.md").read_text()
     low, high = metrics["auroc"]["ci95"]
     assert (f"| auroc | {metrics['auroc']['value']:.3f} (95 % CI {low:.3f}-{high:.3f}) |"
             in card)
@@ -478,6 +478,6 @@ def test_model_card_carries_the_test_results(
     new = report["metrics"]["auroc"]
     line = (f"| auroc | {new['value']:.3f} (95 % CI {new['ci95'][0]:.3f}-"
             f"{new['ci95'][1]:.3f}) |")
-    assert line in (tmp_path / "model" / CARD_FILE).read_text()
+    assert line in (tmp_path / "model" / "model.MODEL_CARD.md").read_text()
     assert line in version.description
     assert "Research use only" in version.description

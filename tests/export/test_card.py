@@ -16,7 +16,7 @@ import torch
 
 from calcinet.data.sources import SyntheticSource
 from calcinet.export import export_checkpoint
-from calcinet.export.card import CARD_EXTRA_FILE, CARD_FILE, render
+from calcinet.export.card import CARD_EXTRA_FILE, render
 from tests.helpers import REPO, compose_config
 
 
@@ -45,7 +45,7 @@ def recorded(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> None:
     result, facts = recorded["result"], recorded["facts"]
-    beside = result.torchscript.parent / CARD_FILE
+    beside = result.torchscript.parent / "model.MODEL_CARD.md"
     assert result.card == beside
     text = beside.read_text()
     extra = {CARD_EXTRA_FILE: ""}
@@ -76,6 +76,31 @@ def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> N
     assert card["training_data"]["class_counts"]["train"] == {
         "benign": recorded["counts"]["train"][0], "malignant": recorded["counts"]["train"][1]}
     assert card["evaluation"] is None
+
+
+def test_two_exports_into_one_folder_keep_their_own_cards(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Each card beside a model is named after it: a second export into the same folder leaves
+    the first model's card as it was."""
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    commits = {"first": "1" * 40, "second": "2" * 40}
+    results = {}
+    for name, commit in commits.items():
+        checkpoint["calcinet"]["git_commit"] = commit
+        torch.save(checkpoint, tmp_path / f"{name}.ckpt")
+        results[name] = export_checkpoint(tmp_path / f"{name}.ckpt",
+                                          tmp_path / "models" / f"{name}.ts", torch_export=False)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "first.MODEL_CARD.md", "first.ts", "second.MODEL_CARD.md", "second.ts"]
+    for name, commit in commits.items():
+        result = results[name]
+        assert result.card == tmp_path / "models" / f"{name}.MODEL_CARD.md"
+        extra = {CARD_EXTRA_FILE: ""}
+        torch.jit.load(str(result.torchscript), _extra_files=extra)
+        text = result.card.read_text()
+        assert text == extra[CARD_EXTRA_FILE].decode()
+        assert f"- Git commit: `{commit}`" in text
 
 
 def test_debug_choice_is_recorded_from_the_composed_config(tmp_path: Path) -> None:

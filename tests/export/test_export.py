@@ -105,7 +105,7 @@ def test_metadata_describes_the_checkpoint(
     assert json.loads(extra_pt2[METADATA_FILE]) == meta
     # No temporary file is left beside the outputs.
     assert sorted(p.name for p in tiny_export.torchscript.parent.iterdir()) == [
-        "MODEL_CARD.md",
+        "model.MODEL_CARD.md",
         "model.pt2",
         "model.ts",
     ]

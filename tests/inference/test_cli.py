@@ -163,3 +163,45 @@ def test_an_output_whose_log_cannot_be_written_exits_2_with_one_line(tmp_path: P
         f"calcinet: error: {tmp_path / 'rows.log'}: the log beside the output cannot be written "
         "(Is a directory); expected a folder you can write")
 
+
+def test_an_output_path_that_cannot_take_the_rows_exits_2_before_anything_is_read(
+    tiny_export: ExportResult, tmp_path: Path
+) -> None:
+    """A folder, the model, an INPUT or a path under a file as --output-path: one line and exit 2
+    before the model is loaded or a scan read (a model that cannot be loaded gets the same line),
+    nothing written."""
+    data = tmp_path / "data"
+    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    model = tmp_path / "model.ts"
+    model.write_bytes(tiny_export.torchscript.read_bytes())
+    broken = tmp_path / "broken.ts"
+    broken.write_bytes(b"")
+    manifest = data / "manifest.csv"
+    contents = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    cases = [
+        (model, data / "images", folder,
+         f"--output-path {folder}: is a folder; expected a CSV file name such as "
+         f"{folder / 'predictions.csv'}"),
+        (broken, data / "images", folder,
+         f"--output-path {folder}: is a folder; expected a CSV file name such as "
+         f"{folder / 'predictions.csv'}"),
+        (model, data / "images", model,
+         f"--output-path {model}: would overwrite the --model-path {model}; expected a new "
+         "CSV file name such as predictions.csv"),
+        (model, manifest, manifest,
+         f"--output-path {manifest}: would overwrite the INPUT {manifest}; expected a new "
+         "CSV file name such as predictions.csv"),
+        (model, data / "images", model / "rows.csv",
+         f"--output-path {model / 'rows.csv'}: its folder {model} cannot be made (File exists); "
+         "expected a folder you can write"),
+    ]
+    for model_path, source, output, message in cases:
+        done = run_cli(["calcinet-predict", "--model-path", str(model_path), str(source),
+                        "--output-path", str(output)], cwd=tmp_path, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert (done.stdout, done.stderr) == ("", f"calcinet: error: {message}\n")
+        # No log beside the output, no rows, every file as it was.
+        assert {path: path.read_bytes() for path in tmp_path.rglob("*")
+                if path.is_file()} == contents

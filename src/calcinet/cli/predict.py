@@ -158,6 +158,24 @@ def joined_values(argv: list[str],
     return out
 
 
+def check_output_path(output: Path, model_path: Path, inputs: list[str]) -> None:
+    """Refuse a folder, the model or an INPUT file as ``--output-path`` and make its folder, before
+    the model is loaded or any scan is read: the rows are written only once all are predicted."""
+    if output.is_dir():
+        fail(f"--output-path {output}: is a folder; expected a CSV file name such as "
+             f"{output / 'predictions.csv'}")
+    if output.exists():
+        for what, path in (("--model-path", model_path), *(("INPUT", Path(i)) for i in inputs)):
+            if path.exists() and output.resolve() == path.resolve():
+                fail(f"--output-path {output}: would overwrite the {what} {path}; expected a "
+                     "new CSV file name such as predictions.csv")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"--output-path {output}: its folder {output.parent} cannot be made "
+             f"({error.strerror or error}); expected a folder you can write")
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
@@ -167,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the following arguments are required: --model-path")
     to_stdout = args.output_path is None or str(args.output_path) == "-"
     if not to_stdout:
-        try:
-            args.output_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            fail(f"--output-path {args.output_path}: its folder cannot be made "
-                 f"({error.strerror or error})")
+        check_output_path(args.output_path, args.model_path, args.inputs)
     log_file = None if to_stdout else args.output_path.with_suffix(".log")
     # The rows own stdout when they are printed: the messages go to stderr then.
     setup_tool_logging(args.quiet, log_file, messages_to_stderr=to_stdout)

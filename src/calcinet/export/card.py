@@ -6,8 +6,8 @@ from ``pyproject.toml``) and, when ``calcinet-evaluate`` has run on the model or
 that evaluation's report (test metrics with 95 % intervals, the weakest per-pattern results).
 :func:`card_facts` gathers them into the ``card`` entry of ``metadata.json``; :func:`render` turns
 a ``metadata.json`` document into Markdown, the one text found in the ``.ts`` (``model_card.md``),
-as ``MODEL_CARD.md`` beside it, in a MONAI bundle's ``docs/README.md`` and as the registered
-MLflow model version's description.
+as ``<model stem>.MODEL_CARD.md`` beside it (:func:`card_path`), in a MONAI bundle's
+``docs/README.md`` and as the registered MLflow model version's description.
 
 An evaluation of a checkpoint is kept beside it as ``<checkpoint>.evaluation.json``
 (:func:`evaluation_path`) so that a later export of the same file (same SHA-256) carries it.
@@ -22,9 +22,9 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
-#: File names of the card: inside the TorchScript file, and beside it.
+#: The card's file name inside the TorchScript file, and the ending of its name beside it.
 CARD_EXTRA_FILE = "model_card.md"
-CARD_FILE = "MODEL_CARD.md"
+CARD_SUFFIX = ".MODEL_CARD.md"
 
 DATA_KINDS = {
     "synthetic": "synthetic CT phantom (calcinet.data.phantom)",
@@ -158,6 +158,12 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def card_path(model: Path) -> Path:
+    """``<model stem>.MODEL_CARD.md`` beside an exported ``.ts`` or ``.pt2`` (one card for both,
+    as the program is ``<stem>.pt2``): two models exported into one folder keep their cards."""
+    return model.with_name(model.stem + CARD_SUFFIX)
 
 
 def evaluation_path(checkpoint: Path) -> Path:
@@ -315,8 +321,8 @@ def record_evaluation(report: Mapping[str, Any], kind: str, path: Path,
     checkpoint's SHA-256 (None when unknown) and the files written.
 
     A checkpoint: ``<checkpoint>.evaluation.json`` beside it (a later export picks it up). An
-    exported TorchScript / ``.pt2`` file: ``MODEL_CARD.md`` beside it, rewritten with these
-    results (the card inside the file stays as exported).
+    exported TorchScript / ``.pt2`` file: its card beside it (:func:`card_path`), rewritten with
+    these results (the card inside the file stays as exported).
     """
     if report["split"] not in HELD_OUT_SPLITS:
         return None, []
@@ -332,7 +338,7 @@ def record_evaluation(report: Mapping[str, Any], kind: str, path: Path,
     metadata = identity.get("metadata") or {}
     sha256 = (metadata.get("training") or {}).get("checkpoint_sha256")
     if metadata:
-        target = Path(path).parent / CARD_FILE
+        target = card_path(Path(path))
         target.write_text(render(with_evaluation(metadata, summary)))
         written.append(target)
     return sha256, written

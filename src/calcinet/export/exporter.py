@@ -3,8 +3,8 @@
 Steps: read and check the checkpoint; wrap its network with the HU window and the sigmoid;
 script it (and export a program); write both to temporary files beside the outputs; reload them
 in a fresh process and compare with the checkpoint; write the final files, whose metadata records
-that comparison, by atomic rename; write the model card beside them (``MODEL_CARD.md``) and,
-when asked, a MONAI bundle; log them to MLflow.
+that comparison, by atomic rename; write the model card beside them
+(``<stem>.MODEL_CARD.md``) and, when asked, a MONAI bundle; log them to MLflow.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from calcinet.evaluation.calibration import TEMPERATURE_BOUNDS, at_bound
-from calcinet.export.card import CARD_FILE, render
+from calcinet.export.card import card_path, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
 from calcinet.export.mlflow_model import MlflowOptions, MlflowOutcome, log_export
@@ -96,7 +96,7 @@ def export_checkpoint(
     """Export ``ckpt_path`` (a checkpoint, or a training run folder: its best checkpoint);
     returns an :class:`ExportResult` or raises :class:`ExportError`.
 
-    Beside the TorchScript file: ``MODEL_CARD.md`` (also inside it as ``model_card.md``).
+    Beside the TorchScript file: ``<stem>.MODEL_CARD.md`` (also inside it as ``model_card.md``).
     ``bundle_dir``: also write a MONAI bundle there (:mod:`calcinet.export.bundle`)."""
     ckpt_path = Path(ckpt_path)
     if ckpt_path.is_dir():
@@ -219,7 +219,7 @@ def _export(
         atomic_replace(ts_tmp, output)
         if program is not None and program_path is not None:
             atomic_replace(pt2_tmp, program_path)
-    card = write_card(output.parent / CARD_FILE, metadata)
+    card = write_card(card_path(output), metadata)
     bundle = None
     if bundle_dir is not None:
         from calcinet.export.bundle import write_bundle

@@ -134,7 +134,8 @@ def description_text(card: str) -> str:
     """The card as a model version description, cut to MLflow's limit when longer."""
     if len(card) <= DESCRIPTION_LIMIT:
         return card
-    tail = "\n\n(cut to MLflow's limit: the whole card is MODEL_CARD.md beside the model)\n"
+    tail = ("\n\n(cut to MLflow's limit: the whole card is <model stem>.MODEL_CARD.md beside "
+            "the exported model)\n")
     return card[: DESCRIPTION_LIMIT - len(tail)] + tail
 
 
