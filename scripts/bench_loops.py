@@ -25,12 +25,13 @@ patches (the phantom's windowed 48^3 patches, rendered once):
 Each loop's training samples/s is the median over its epochs after the first, then the median
 over ``--rounds`` rounds (the loops interleaved, round by round).
 
-On a GPU (``trainer=gpu``: one CUDA device, bf16-mixed) every loop runs there: the two peer
-loops copy their batches to the GPU (pinned memory) and train under the trainer's precision, as
-calcinet's does; bf16 pure compute is always timed (native on CUDA); epochs are timed after
-``torch.cuda.synchronize()``. Prints one Markdown table:
-samples/s, the ratio to calcinet's loop, and calcinet's ratio to the fastest pure-compute path
-(the README's pipeline ratio).
+The two peer loops train under the trainer's precision, as calcinet's does (float32 on a CPU
+without native bf16). On a GPU (``trainer=gpu``: one CUDA device, bf16-mixed) every loop runs
+there: the peer loops copy their batches from pinned memory, bf16 pure compute is always timed
+(native on CUDA), and epochs are timed after ``torch.cuda.synchronize()``.
+
+Prints one Markdown table: samples/s, the ratio to calcinet's loop, and calcinet's ratio to the
+fastest pure-compute path (the README's pipeline ratio).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from bench_pipeline import EpochTimer, _config, end_to_end
+from bench_pipeline import EpochTimer, _config, end_to_end, sync
 from calcinet.models.networks import build_network
 from calcinet.runtime import native_bf16_cpu, tune_malloc
 
@@ -68,11 +69,6 @@ def _bf16(cfg) -> bool:
 def _network(cfg, channels_last: bool = False) -> torch.nn.Module:
     net = build_network(**cfg.model.network).to(_device(cfg))
     return net.to(memory_format=torch.channels_last_3d) if channels_last else net
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _optimizer(cfg, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -100,10 +96,10 @@ def _epochs(run_epoch: Callable[[], int], epochs: int, device: torch.device) -> 
     """Median samples/s of epochs 2.. (the first pays warm-up: allocator, workers, caches)."""
     rates = []
     for _ in range(epochs):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         n = run_epoch()
-        _sync(device)
+        sync(device)
         rates.append(n / (time.perf_counter() - start))
     return statistics.median(rates[1:])
 

@@ -50,13 +50,13 @@ class EpochTimer(L.Callback):
         self.samples: list[int] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _sync(pl_module)
+        sync(pl_module.device)
         self.start, self.count = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.count += len(batch["label"])
         if batch_idx == trainer.num_training_batches - 1:  # the epoch's work done on a GPU too
-            _sync(pl_module)
+            sync(pl_module.device)
         self.last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -64,9 +64,10 @@ class EpochTimer(L.Callback):
         self.samples.append(self.count)
 
 
-def _sync(module: L.LightningModule) -> None:
-    if module.device.type == "cuda":
-        torch.cuda.synchronize(module.device)
+def sync(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (timings of asynchronous GPU work); no-op else."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _config(overrides: list[str], run_dir: Path):
