@@ -24,6 +24,7 @@ from calcinet.data.phantom import (
     render,
     sample_params,
 )
+from calcinet.data.phantom.patterns import NEIGHBOUR_BONE_PATTERNS
 from calcinet.data.phantom.sampling import LESIONS
 
 SMALL = PhantomConfig(patch_size=(32, 32, 32), spacing=(1.5, 1.5, 1.5))
@@ -279,6 +280,21 @@ def test_a_vessel_crosses_the_patch_with_its_drawn_density() -> None:
     assert np.median(with_vessel[on_axis]) == pytest.approx(250.0, abs=30.0)
 
 
+def test_a_neighbouring_bone_is_in_the_patch_exactly_when_its_flag_says() -> None:
+    """`bone_in_patch` 1 paints the bone beside the finding, brought into the patch even when the
+    pattern drew it beyond the patch's 30 mm half-width; 0 leaves it out."""
+    p = sample_params(3, 0, CLEAN, pattern="injection_granuloma")
+    z, y, x = _grid(CLEAN)
+    far = np.sqrt(z**2 + y**2 + x**2) > p["size_mm"] + 5.0  # beyond every granuloma
+    voxel_mm3 = float(np.prod(CLEAN.spacing))
+    for gap_mm in (5.0, 40.0):
+        with_bone = render({**p, "bone_gap_mm": gap_mm, "bone_in_patch": 1}, CLEAN)
+        # Cortical bone is drawn at 1000-1900 HU; soft tissue and fat stay below 100 HU.
+        assert (with_bone[far] > 900).sum() * voxel_mm3 > 500.0, gap_mm
+    without = render({**p, "bone_in_patch": 0}, CLEAN)
+    assert (without[far] > 300).sum() == 0
+
+
 def test_thick_slices_blur_along_z_only() -> None:
     p = sample_params(1, 0, CLEAN, pattern="enchondroma")
     thin = render(p, CLEAN)
@@ -321,6 +337,26 @@ def test_a_classifier_on_nuisance_factors_is_at_chance(nuisance_draws) -> None:
     clf = HistGradientBoostingClassifier(max_depth=3, max_iter=60, random_state=0)
     prob = cross_val_predict(clf, X, y, cv=5, method="predict_proba")[:, 1]
     assert abs(_auroc(y, prob) - 0.5) < 0.05
+
+
+def test_a_neighbouring_bone_is_left_out_at_one_rate_whatever_the_pattern(nuisance_draws) -> None:
+    """Among the patterns whose bone is only a neighbour (both classes have some), the bone is
+    left out with `bone_absent_prob` for each pattern, so its presence does not tell the class;
+    the other patterns keep their bone."""
+    draws, y = nuisance_draws
+    rate = PhantomConfig().bone_absent_prob
+    assert {PATTERNS[k].label for k in NEIGHBOUR_BONE_PATTERNS} == {0, 1}
+    for pid in PATTERNS:
+        absent = np.array([1 - d["bone_in_patch"] for d in draws if d["pattern"] == pid])
+        if pid in NEIGHBOUR_BONE_PATTERNS:
+            p = stats.binomtest(int(absent.sum()), len(absent), rate).pvalue
+            assert p > 0.01, f"{pid}: bone left out in {absent.mean():.2f} of {len(absent)}"
+        else:
+            assert absent.sum() == 0, pid
+    neighbour = [d for d in draws if d["pattern"] in NEIGHBOUR_BONE_PATTERNS]
+    table = [[sum(d["bone_in_patch"] == f and d["label"] == k for d in neighbour) for f in (0, 1)]
+             for k in (0, 1)]
+    assert stats.chi2_contingency(table).pvalue > 0.01, table
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +425,7 @@ def test_no_single_global_statistic_is_a_strong_shortcut(rendered) -> None:
         ({"blur_z_ratio": (1.0,)}, ["blur_z_ratio"]),
         ({"vessel_prob": 1.5}, ["vessel_prob", "1.5"]),
         ({"vessel_hu": (300, 30)}, ["vessel_hu", "(300, 30)"]),
+        ({"bone_absent_prob": -0.2}, ["bone_absent_prob", "-0.2"]),
     ],
 )
 def test_config_errors_name_the_field_and_the_value(kwargs, needles) -> None:

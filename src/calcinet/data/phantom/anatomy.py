@@ -122,6 +122,33 @@ def bone(
     return b
 
 
+def neighbour_bone(
+    scene: Scene,
+    p: dict,
+    *,
+    clearance_mm: float,
+    gap_mm: float,
+    radius_mm: float,
+    marrow_hu: float | None = None,
+) -> Bone | None:
+    """The bone beside a finding of `patterns.NEIGHBOUR_BONE_PATTERNS`, painted by :func:`bone`
+    with its surface `clearance_mm + gap_mm` below the lesion centre (`clearance_mm`: how far the
+    finding itself reaches that way), or nothing when the sample's `bone_in_patch` is 0.
+
+    When the flag was drawn (params without it render as before), a drawn bone is brought close
+    enough to lie in the patch whatever the orientation: `gap_mm` is cut so that the surface is
+    at most the inscribed sphere's radius less the finding's offset from the patch centre and
+    2 mm away, but never to less than 2 mm off the finding (a bone under a large finding stays
+    apart from it rather than run into it)."""
+    if "bone_in_patch" in p:
+        if not p["bone_in_patch"]:
+            return None
+        reach = 0.5 * float(np.min(np.asarray(scene.shape) * np.asarray(scene.spacing)))
+        reach -= float(np.linalg.norm(scene.centre)) + 2.0
+        gap_mm = min(gap_mm, max(2.0, reach - clearance_mm))
+    return bone(scene, p, gap_mm=clearance_mm + gap_mm, radius_mm=radius_mm, marrow_hu=marrow_hu)
+
+
 def trabecular_texture(scene: Scene, p: dict) -> np.ndarray:
     """Zero-mean mottling of cancellous bone: trabeculae are below CT resolution, so what shows is
     a grainy texture a couple of millimetres across (amplitude from the nuisance draw)."""

@@ -42,10 +42,11 @@ def sample_phlebolith(rng, d):
 def paint_phlebolith(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p, fat_fraction=p["local_fat_fraction"])
-    an.bone(
+    an.neighbour_bone(
         scene,
         p,
-        gap_mm=p["bone_gap_mm"] + 0.5 * p["vein_diameter_mm"],
+        clearance_mm=0.5 * p["vein_diameter_mm"],
+        gap_mm=p["bone_gap_mm"],
         radius_mm=uniform(rng, 20, 35),
     )
     axis = tilted(rng, (0, 0, 1), 30)
@@ -251,7 +252,8 @@ def paint_tumoral_calcinosis(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, gap_mm=R + p["bone_gap_mm"], radius_mm=p["bone_radius_mm"])
+    an.neighbour_bone(scene, p, clearance_mm=R, gap_mm=p["bone_gap_mm"],
+                      radius_mm=p["bone_radius_mm"])
     centres = mx.points_in_ellipsoid(
         rng, p["n_lobules"], (0.55 * R, 0.65 * R, 0.65 * R), regular=0.7
     )
@@ -338,7 +340,8 @@ def paint_heterotopic_ossification(scene, p):
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
     ra = R * p["aspect"]
-    an.bone(scene, p, gap_mm=ra + p["bone_gap_mm"], radius_mm=p["bone_radius_mm"])
+    an.neighbour_bone(scene, p, clearance_mm=ra, gap_mm=p["bone_gap_mm"],
+                      radius_mm=p["bone_radius_mm"])
     axes = basis(tilted(rng, (0, 0, 1), 25), rng)
     lob = p["lobulation_mm"]
     f = scene.frame(axes=axes, radius=R + 2.5 * lob + 2.0)
@@ -369,7 +372,8 @@ def paint_parasitic(scene, p):
     fibres (seed 003: "grains de riz ... le long de la direction des fibres musculaires")."""
     rng = scene.rng
     an.soft_tissue(scene, p)
-    an.bone(scene, p, gap_mm=p["bone_gap_mm"] + 3.0, radius_mm=uniform(rng, 15, 30))
+    an.neighbour_bone(scene, p, clearance_mm=3.0, gap_mm=p["bone_gap_mm"],
+                      radius_mm=uniform(rng, 15, 30))
     fibre = tilted(rng, (0, 0, 1), 10)
     h = 0.5 * p["region_mm"]
     pts = mx.points_in_ellipsoid(rng, p["n_grains"], (0.6 * h, 0.8 * h, h), regular=0.3)
@@ -405,7 +409,10 @@ def paint_injection_granuloma(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     an.fat_layer(scene, p, offset_mm=p["fat_depth_mm"])
-    an.bone(scene, p, gap_mm=0.5 * p["size_mm"] + p["bone_gap_mm"], radius_mm=uniform(rng, 20, 35))
+    an.neighbour_bone(
+        scene, p, clearance_mm=0.5 * p["size_mm"], gap_mm=p["bone_gap_mm"],
+        radius_mm=uniform(rng, 20, 35),
+    )
     R = 0.5 * p["size_mm"]
     blobs = []
     for i in range(p["n_blobs"]):
@@ -444,8 +451,9 @@ def paint_vascular(scene, p):
     eccentric patches (atheroma); on a cross-section, a ring or an arc."""
     rng = scene.rng
     an.soft_tissue(scene, p, fat_fraction=p["local_fat_fraction"])
-    an.bone(
-        scene, p, gap_mm=p["bone_gap_mm"] + p["vessel_diameter_mm"], radius_mm=uniform(rng, 15, 30)
+    an.neighbour_bone(
+        scene, p, clearance_mm=p["vessel_diameter_mm"], gap_mm=p["bone_gap_mm"],
+        radius_mm=uniform(rng, 15, 30),
     )
     main = tilted(rng, (0, 0, 1), 35)
     thr = float(ndtri(1.0 - p["coverage"]))

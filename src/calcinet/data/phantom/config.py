@@ -119,6 +119,12 @@ class PhantomConfig:
     blur_z_ratio: tuple[float, float] = (0.8, 2.0)
     vessel_prob: float = 0.3
     vessel_hu: tuple[float, float] = (30.0, 300.0)
+    # Probability that a pattern whose bone is only a neighbour (`NEIGHBOUR_BONE_PATTERNS`, both
+    # classes have some) is drawn without that bone: the same for every such pattern, so among
+    # them a bone in the patch says nothing about the class. With a bone in almost every benign
+    # soft-tissue patch and none in half of the malignant soft-tissue masses, a model learnt
+    # "soft-tissue finding, no bone in the patch: malignant".
+    bone_absent_prob: float = 0.4
     # Whether the anatomy is given a uniformly random 3D orientation (False: a fixed pose, handy for
     # teaching figures); the drawn quaternion is a nuisance factor either way.
     random_orientation: bool = True
@@ -152,7 +158,8 @@ class PhantomConfig:
             raise _err("spacing", sp, "three voxel sizes in mm (z, y, x), each in [0.1, 10]")
         set_("spacing", sp_t)
 
-        for name in ("malignant_fraction", "difficulty", "label_noise", "vessel_prob"):
+        for name in ("malignant_fraction", "difficulty", "label_noise", "vessel_prob",
+                     "bone_absent_prob"):
             v = getattr(self, name)
             hi = 0.5 if name == "label_noise" else 1.0
             if isinstance(v, bool) or not isinstance(v, int | float) or not (0.0 <= v <= hi):

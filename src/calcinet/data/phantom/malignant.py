@@ -504,10 +504,11 @@ def paint_hodgkin_reticular(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p, fat_fraction=p["local_fat_fraction"])
     R = 0.5 * p["size_mm"]
-    an.bone(
+    an.neighbour_bone(
         scene,
         p,
-        gap_mm=R + p["rib_gap_mm"],
+        clearance_mm=R,
+        gap_mm=p["rib_gap_mm"],
         radius_mm=p["rib_radius_mm"],
         marrow_hu=p["trabecular_hu"] + 150,
     )
@@ -554,7 +555,8 @@ def paint_tumour_necrosis_dystrophic(scene, p):
     rng = scene.rng
     an.soft_tissue(scene, p)
     R = 0.5 * p["size_mm"]
-    an.bone(scene, p, gap_mm=R + p["bone_gap_mm"], radius_mm=uniform(rng, 15, 30))
+    an.neighbour_bone(scene, p, clearance_mm=R, gap_mm=p["bone_gap_mm"],
+                      radius_mm=uniform(rng, 15, 30))
     radii = np.array([R * uniform(rng, 0.7, 0.95), R * uniform(rng, 0.75, 1.0), R])
     fr, sdf = an.mass(
         scene,

@@ -193,3 +193,22 @@ _MALIGNANT = (
 PATTERNS: dict[str, Pattern] = {p.id: p for p in _BENIGN + _MALIGNANT}
 BENIGN_PATTERNS: tuple[str, ...] = tuple(p.id for p in _BENIGN)
 MALIGNANT_PATTERNS: tuple[str, ...] = tuple(p.id for p in _MALIGNANT)
+
+#: Patterns whose bone is only a neighbour of the finding (a long bone, pelvis or rib somewhere in
+#: the patch), not its host or part of its morphology. Both classes have such patterns, so whether
+#: that bone is in the patch must not tell the class: the voxel family leaves it out with one
+#: probability for all of them (`PhantomConfig.bone_absent_prob`). The others
+#: keep their bone: it hosts the lesion (enchondroma, the bone tumours and metastases), or its
+#: relation to the finding is morphology (the tendon insertion of calcific tendinitis, the cleft
+#: of myositis ossificans, the joint of chondrocalcinosis, the bony prominence that calcinosis
+#: cutis overlies (seed 004), the invaded rib under a pleural plaque).
+NEIGHBOUR_BONE_PATTERNS: frozenset[str] = frozenset({
+    "phlebolith",
+    "tumoral_calcinosis",
+    "heterotopic_ossification",
+    "parasitic",
+    "injection_granuloma",
+    "vascular",
+    "hodgkin_reticular",
+    "tumour_necrosis_dystrophic",
+})

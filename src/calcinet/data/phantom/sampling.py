@@ -5,6 +5,8 @@ turns that dict into voxels and is deterministic (its randomness comes from `ren
 class is drawn first, then a pattern within the class; morphology, nuisance factors and the render
 seed come from separate child streams of `SeedSequence([seed, index])`, so the nuisance draws do
 not even see which class or pattern was chosen: they are identically distributed by construction.
+One flag is set once the pattern is known: `bone_in_patch` (0: a pattern whose bone is only a
+neighbour leaves it out), with the same probability for every such pattern of either class.
 The renderer family (`params["renderer"]`, "voxel" or "implicit") comes from a fifth child stream,
 drawn after the pattern among the config's families that cover it.
 """
@@ -19,7 +21,12 @@ from calcinet.data.phantom.backgrounds import background_patch, draw_location, i
 from calcinet.data.phantom.benign import BENIGN
 from calcinet.data.phantom.config import PhantomConfig
 from calcinet.data.phantom.malignant import MALIGNANT
-from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
+from calcinet.data.phantom.patterns import (
+    BENIGN_PATTERNS,
+    MALIGNANT_PATTERNS,
+    NEIGHBOUR_BONE_PATTERNS,
+    PATTERNS,
+)
 from calcinet.data.phantom.physics import acquire
 from calcinet.data.phantom.shapes import Scene, quaternion_matrix
 
@@ -125,6 +132,9 @@ def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict[str
             "vessel_dir_w": float(d[2]),
         }
     )
+    # Whether a neighbouring bone is in the patch: a uniform draw here, turned into the flag
+    # `bone_in_patch` by `sample_params` once the pattern is known (drawn last, as above).
+    out["bone_draw"] = float(rng.random())
     return out
 
 
@@ -178,6 +188,11 @@ def sample_params(
         sampler, _ = LESIONS[pattern]
         morph = sampler(np.random.default_rng(s_morph), config.difficulty)
         nuisance = sample_nuisance(np.random.default_rng(s_nuis), config)
+        # 0: a pattern whose bone is only a neighbour is drawn without it (the same probability
+        # for all such patterns); the others keep their bone.
+        bone_draw = nuisance.pop("bone_draw")
+        absent = pattern in NEIGHBOUR_BONE_PATTERNS and bone_draw < config.bone_absent_prob
+        nuisance["bone_in_patch"] = int(not absent)
     params: dict[str, Any] = {
         "pattern": pattern,
         "renderer": renderer,

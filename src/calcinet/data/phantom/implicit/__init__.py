@@ -18,7 +18,8 @@ nuisances ``noise_std_hu``, ``slice_thickness_mm`` (slice-profile FWHM), ``kerne
 per in-plane axis), ``position_jitter_mm`` and ``random_orientation``. Specific to the voxel
 family and ignored here: ``noise_correlation_mm`` (the noise texture follows the reconstruction
 kernel's noise power spectrum instead), ``blur_z_ratio`` (the slice profile sets the
-through-plane blur), ``vessel_prob`` / ``vessel_hu``, and the real-background keys
+through-plane blur), ``vessel_prob`` / ``vessel_hu``, ``bone_absent_prob`` (here each pattern
+draws its own anatomy, bones included), and the real-background keys
 (``backgrounds``, ``real_background_fraction``, ``background_tissue_hu``), which are applied by
 the shared sampling code when set.
 
