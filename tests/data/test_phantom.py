@@ -357,6 +357,9 @@ def test_a_neighbouring_bone_is_left_out_at_one_rate_whatever_the_pattern(nuisan
     table = [[sum(d["bone_in_patch"] == f and d["label"] == k for d in neighbour) for f in (0, 1)]
              for k in (0, 1)]
     assert stats.chi2_contingency(table).pvalue > 0.01, table
+    # As a nuisance-only classifier among those patterns: the flag alone is at chance.
+    flag = np.array([d["bone_in_patch"] for d in neighbour])
+    assert abs(_auroc(np.array([d["label"] for d in neighbour]), flag) - 0.5) < 0.05
 
 
 @pytest.fixture(scope="module")
