@@ -295,6 +295,16 @@ def test_a_neighbouring_bone_is_in_the_patch_exactly_when_its_flag_says() -> Non
     assert (without[far] > 300).sum() == 0
 
 
+@pytest.mark.parametrize("pid", list(PATTERNS))
+def test_exactly_the_neighbour_bone_patterns_honour_the_flag(pid: str) -> None:
+    """The list `NEIGHBOUR_BONE_PATTERNS` and the painters that call `anatomy.neighbour_bone`
+    agree: forcing the flag to 0 changes the image of those patterns and of no other."""
+    p = sample_params(5, 0, CLEAN, pattern=pid)
+    with_bone = render({**p, "bone_in_patch": 1}, CLEAN)
+    without = render({**p, "bone_in_patch": 0}, CLEAN)
+    assert (not np.array_equal(with_bone, without)) == (pid in NEIGHBOUR_BONE_PATTERNS)
+
+
 def test_thick_slices_blur_along_z_only() -> None:
     p = sample_params(1, 0, CLEAN, pattern="enchondroma")
     thin = render(p, CLEAN)
