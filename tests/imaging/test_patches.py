@@ -61,9 +61,10 @@ def test_resampling_is_trilinear() -> None:
     i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in (30, 30, 30)), indexing="ij")
     ramp = Volume((3 * i + 2 * j - k).astype(np.float32), np.diag([0.75, 0.75, 0.75, 1.0]))
     patch = cut_patch(ramp, (6, 6, 6), (1.5, 1.5, 1.5), (15, 15, 15), "voxel").values[0].numpy()
-    # Grid voxel q of the 1.5 mm grid is source voxel 2q; the centre rounds to grid voxel 8 (7.5).
-    q = np.arange(6) + 8 - 3
-    expected = 3 * 2 * q[:, None, None] + 2 * 2 * q[None, :, None] - 2 * q[None, None, :]
+    # Patch voxel 3 (size // 2) lies on the centre, source voxel 15; the 1.5 mm grid steps two
+    # 0.75 mm source voxels at a time.
+    s = 15 + 2 * (np.arange(6) - 3)
+    expected = 3 * s[:, None, None] + 2 * s[None, :, None] - s[None, None, :]
     np.testing.assert_allclose(patch, expected, atol=1e-4)
 
 
@@ -103,3 +104,22 @@ def test_a_voxel_covers_half_a_voxel_beyond_its_centre() -> None:
     expected = np.where((z >= -5.0) & (z <= 25.0), 100.0, -1000.0)
     np.testing.assert_array_equal(patch.values[0, 0, 0].numpy(), expected)
     assert z.min() == -10.0 and z.max() == 30.0
+
+
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (1.25, 0.8, 2.0)])
+def test_a_crop_of_the_scan_gives_the_same_patch_for_the_same_finding(spacing) -> None:
+    # The grid follows the finding, not the array's first voxel: the same world centre in the
+    # whole scan and in crops starting 1, 2 or 3 voxels further in gives the same patch, the
+    # centre itself at patch voxel size // 2.
+    volume = _volume((30, 28, 26), spacing=(0.7, 0.9, 1.1), origin=(-10.0, 5.0, 2.0))
+    world = np.array([0.37, 17.81, 15.06])
+    whole = cut_patch(volume, (9, 8, 7), spacing, world, "world")
+    np.testing.assert_allclose(whole.center_world, world, atol=1e-9)
+    for offset in (1, 2, 3):
+        crop = np.diag([1.0, 1.0, 1.0, 1.0])
+        crop[:3, 3] = [offset, 2 * offset, offset]
+        cropped = Volume(np.ascontiguousarray(volume.array[offset:, 2 * offset:, offset:]),
+                         volume.affine @ crop)
+        patch = cut_patch(cropped, (9, 8, 7), spacing, world, "world")
+        np.testing.assert_allclose(patch.center_world, world, atol=1e-9)
+        np.testing.assert_allclose(patch.values.numpy(), whole.values.numpy(), atol=1e-3)

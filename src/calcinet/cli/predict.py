@@ -35,9 +35,9 @@ INPUT kinds:
   *.csv                             a manifest, read as training reads it: column path
                                     (relative to the CSV's folder), optional center_x,
                                     center_y,center_z,coord_space or mask, spacing_x/y/z
-Each volume is oriented to RAS and resampled to the model's spacing; the patch is cut around
---center (rounded to the nearest voxel), around each connected component of --mask, or from
-the middle of the volume, and padded with air (-1000 HU, or the model's window low end if
+Each volume is oriented to RAS and resampled to the model's spacing; the patch is cut with its
+middle voxel on --center, around each connected component of --mask, or from the middle of
+the volume, and padded with air (-1000 HU, or the model's window low end if
 lower) where it leaves the scan: the same code as training and calcinet-evaluate.
 Coordinates are x,y,z: 'world' is RAS millimetres (NIfTI / nibabel / 3D Slicer convention),
 'lps' is DICOM patient millimetres, 'voxel' is the file's own voxel index (i,j,k).

@@ -7,12 +7,15 @@ it, so a finding gives the same patch, voxel for voxel, on every path.
 1. The voxel axes are matched to RAS by permutations and flips only (nibabel's
    ``io_orientation``), never by interpolation; an oblique scan is cut along its own axes, those
    nearest to R, A and S.
-2. The resampled grid has the model's spacing along those axes and starts at the centre of the
-   first voxel of the RAS-ordered array (for an LPS file, its last voxel along x and y); it has
-   ``round(n * old / new)`` voxels along an axis of ``n`` voxels.
-3. The patch is ``patch_size`` voxels of that grid: around ``center`` (rounded to the nearest
-   grid voxel, which becomes patch voxel ``size // 2``), or, with no centre, the central crop /
-   symmetric pad of the whole grid (MONAI's ``ResizeWithPadOrCrop`` convention).
+2. The patch is a grid of ``patch_size`` voxels with the model's spacing along those axes.
+   With a ``center``, patch voxel ``size // 2`` lies on the finding itself: the grid depends on
+   the finding's position only, not on where the array starts, so a scan and any crop of it
+   give the same patch (and a centre on a voxel of a file already at the model's spacing gives
+   an exact copy of its voxels).
+3. With no centre, the grid starts at the centre of the first voxel of the RAS-ordered array
+   (for an LPS file, its last voxel along x and y), has ``round(n * old / new)`` voxels along an
+   axis of ``n`` voxels, and the patch is its central crop / symmetric pad (MONAI's ``Spacing``
+   then ``ResizeWithPadOrCrop``).
 4. Values come from trilinear interpolation. A voxel stands for the slab half a voxel either side
    of its centre, so within half a voxel beyond the outermost centres a value is the outermost
    voxel's; further out it is ``pad_value`` HU.
@@ -48,7 +51,8 @@ class Patch:
 
     @property
     def center_world(self) -> np.ndarray:
-        """RAS mm of the patch voxel the finding was rounded to (``size // 2`` on each axis)."""
+        """RAS mm of patch voxel ``size // 2`` (on each axis): the finding, when a centre was
+        given; the middle of the volume's resampled grid otherwise."""
         middle = np.asarray(self.values.shape[1:]) // 2
         return (self.affine @ np.append(middle, 1.0))[:3]
 
@@ -132,7 +136,8 @@ def cut_patch(
                 f"(voxel {np.round(voxel, 1).tolist()} of the file's "
                 f"{'x'.join(map(str, volume.shape))} voxels); check the coordinate space and "
                 "the axis order x,y,z")
-        start = np.floor(source / step + 0.5).astype(np.int64) - size // 2
+        # Fractional: patch voxel ``size // 2`` lies on the finding itself, whatever the crop.
+        start = source / step - size // 2
     grid = np.eye(4)
     grid[:3, :3] = np.diag(step)
     grid[:3, 3] = start * step
