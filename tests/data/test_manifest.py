@@ -204,6 +204,7 @@ def test_artifacts_list_the_split_of_every_row(tmp_path: Path) -> None:
         splits = list(csv.DictReader(fh))
     assert [int(r["manifest_line"]) for r in splits] == list(range(2, 14))
     assert {r["split"] for r in splits} == {"train", "val", "test"}
+    assert b"\r" not in (tmp_path / "artifacts" / "splits.csv").read_bytes()
 
 
 def test_image_facts_are_cached_on_size_and_mtime(tmp_path: Path,

@@ -127,3 +127,21 @@ def test_nifti_without_orientation_is_read_with_a_warning(tmp_path: Path) -> Non
     assert warning.startswith("NIfTI without orientation (sform_code and qform_code 0)")
     assert read_volume(write_nifti(tmp_path / "a.nii.gz", phantom_volume(SHAPE),
                                    np.eye(4))).warnings == []
+
+
+def test_nifti_with_a_singular_affine_is_named(tmp_path: Path) -> None:
+    # An sform whose third axis is all zeros: nibabel reads it, orienting it cannot work.
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(SHAPE)
+    header.set_data_dtype(np.float32)
+    header["sform_code"], header["qform_code"] = 1, 0
+    header["srow_x"], header["srow_y"], header["srow_z"] = [1, 0, 0, 0], [0, 1, 0, 0], [0] * 4
+    nib.Nifti1Image(phantom_volume(SHAPE), None, header=header).to_filename(tmp_path / "z.nii")
+    assert np.linalg.det(nib.load(tmp_path / "z.nii").affine) == 0
+    with pytest.raises(ReadError) as caught:
+        read_volume(tmp_path / "z.nii")
+    assert str(caught.value) == (
+        f"{tmp_path / 'z.nii'}: NIfTI sform voxel-to-world matrix [[1.0, 0.0, 0.0], [0.0, 1.0, "
+        "0.0], [0.0, 0.0, 0.0]] is singular; expected the voxel size and orientation of each axis")

@@ -118,6 +118,8 @@ def test_old_option_spellings_still_work_with_one_warning_each(
         "calcinet-predict: warning: --out is deprecated; use --output-path",
     ]
     assert old.read_text() == new.read_text()
+    # Unix line ends, as pandas writes evaluate's predictions.csv (the csv module's are \r\n).
+    assert b"\r" not in new.read_bytes() and b"\r" not in (data / "manifest.csv").read_bytes()
     help_text = run_cli(["calcinet-predict", "--help"], cwd=tmp_path).stdout
     assert "--model-path" in help_text and "--model " not in help_text
     assert "--out " not in help_text and "--workers" not in help_text

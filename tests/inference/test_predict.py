@@ -172,3 +172,12 @@ def test_models_without_calcinet_metadata_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError,
                        match=f"--model-path {junk}: cannot be loaded as a TorchScript"):
         load_model(junk)
+
+
+def test_a_gpu_the_machine_lacks_is_named_not_the_model(tiny_export: ExportResult) -> None:
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(tiny_export.torchscript, missing)
+    assert str(caught.value) == (
+        f"--device {missing}: torch sees {torch.cuda.device_count()} CUDA GPU(s) on this "
+        "machine; expected cpu, auto, or cuda:N with N below that count")

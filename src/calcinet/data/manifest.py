@@ -468,7 +468,7 @@ class ManifestSource:
         written = [Path(shutil.copyfile(self.path, folder / "manifest.csv"))]
         splits = folder / "splits.csv"
         with splits.open("w", newline="") as fh:
-            writer = csv.writer(fh)
+            writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["manifest_line", "id", "path", "patient_id", "label", "split"])
             rows = [r for s in SPLITS for r in self._records[s]]
             for r in sorted(rows, key=lambda r: r["manifest_line"]):
@@ -478,7 +478,7 @@ class ManifestSource:
         if self.skipped:
             skipped = folder / "skipped_rows.csv"
             with skipped.open("w", newline="") as fh:
-                writer = csv.writer(fh)
+                writer = csv.writer(fh, lineterminator="\n")
                 writer.writerow(["manifest_line", "column", "value", "problem"])
                 for p in self.skipped:
                     writer.writerow([p.line, p.column or "", p.value or "", p.message])

@@ -103,8 +103,13 @@ def read_nifti(path: Path) -> Volume:
         warnings.append("NIfTI without orientation (sform_code and qform_code 0): read with "
                         "nibabel's fallback affine, voxel sizes only and the first axis towards "
                         "the patient's left; save the file with its qform or sform to be sure")
-    return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path),
-                  np.asarray(image.affine, float), warnings)
+    affine = np.asarray(image.affine, float)
+    linear = affine[:3, :3]
+    if not np.isfinite(linear).all() or abs(np.linalg.det(linear)) < 1e-9:
+        form = "sform" if "sform_code" in header and int(header["sform_code"]) > 0 else "qform"
+        raise ReadError(f"{path}: NIfTI {form} voxel-to-world matrix {linear.round(4).tolist()} "
+                        "is singular; expected the voxel size and orientation of each axis")
+    return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path), affine, warnings)
 
 
 #: NRRD ``space`` -> the sign of each world axis in RAS.

@@ -69,9 +69,20 @@ def load_model(
 
     ``optimize`` runs ``torch.jit.optimize_for_inference`` on a TorchScript model on the CPU,
     which folds batch norm into convolutions and picks CPU kernels for this machine.
+
+    Raises:
+        ModelLoadError: a CUDA ``device`` this machine lacks; ``path`` missing, a folder, a
+            training checkpoint, not a model torch can load, or without calcinet's metadata.
     """
     path = Path(path)
     device = torch.device(device)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        # Else torch fails inside the model file ("Attempting to deserialize object on a CUDA
+        # device"), which reads as a damaged model.
+        raise ModelLoadError(
+            f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s) on this "
+            "machine; expected cpu, auto, or cuda:N with N below that count"
+        )
     if path.is_dir():
         raise ModelLoadError(
             f"--model-path {path}: is a folder; expected the .ts or .pt2 file calcinet-export "

@@ -294,7 +294,7 @@ def write_csv(rows: Sequence[Prediction], path: Path | TextIO) -> None:
     columns = _columns(rows)
     with (path.open("w", newline="") if isinstance(path, Path)
           else contextlib.nullcontext(path)) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(_cells(row, columns) for row in rows)
 
