@@ -145,3 +145,38 @@ def test_nifti_with_a_singular_affine_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{tmp_path / 'z.nii'}: NIfTI sform voxel-to-world matrix [[1.0, 0.0, 0.0], [0.0, 1.0, "
         "0.0], [0.0, 0.0, 0.0]] is singular; expected the voxel size and orientation of each axis")
+
+
+@pytest.mark.parametrize("name", ["pixdim0.nii", "pixdim0.nii.gz"])
+def test_header_problems_nibabel_repairs_are_the_volumes_warnings(
+    tmp_path: Path, name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # nibabel repairs zero voxel sizes and would print so on stderr, without the file's name.
+    import nibabel as nib
+
+    image = nib.Nifti1Image(phantom_volume(SHAPE), np.eye(4))
+    image.header["pixdim"][1:4] = 0
+    image.to_filename(tmp_path / name)
+    volume = read_volume(tmp_path / name)
+    assert volume.warnings == [
+        "NIfTI header: pixdim[1,2,3] should be non-zero; read as nibabel repairs it"]
+    np.testing.assert_array_equal(volume.array, phantom_volume(SHAPE))
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["complex.nii.gz", "complex.npy"])
+def test_complex_voxels_are_refused_not_cut_to_their_real_part(
+    tmp_path: Path, name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import nibabel as nib
+
+    values = (phantom_volume(SHAPE) + 1j).astype(np.complex64)
+    if name.endswith(".npy"):
+        np.save(tmp_path / name, values)
+    else:
+        nib.Nifti1Image(values, np.eye(4)).to_filename(tmp_path / name)
+    with pytest.raises(ReadError) as caught:
+        read_volume(tmp_path / name)
+    assert str(caught.value) == (
+        f"{tmp_path / name}: voxels of type complex64; expected real numbers (HU)")
+    assert capfd.readouterr().err == ""  # no NumPy ComplexWarning beside the line
