@@ -207,3 +207,48 @@ def test_an_output_path_that_cannot_take_the_rows_exits_2_before_anything_is_rea
         # No log beside the output, no rows, every file as it was.
         assert {path: path.read_bytes() for path in tmp_path.rglob("*")
                 if path.is_file()} == contents
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])  # read in the main thread / in threads
+def test_sigterm_keeps_the_rows_written_so_far(tiny_export: ExportResult, tmp_path: Path,
+                                               workers: str) -> None:
+    # Rows reach the CSV as they are predicted; a SIGTERM midway leaves them there, in input
+    # order, says so in one line (also in the log) and exits 143.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    write_dataset(data, 1, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    (image,) = (data / "images").glob("*.nii.gz")
+    many = tmp_path / "many"
+    many.mkdir()
+    for index in range(1500):  # one file under many names: every name is its own input
+        (many / f"p{index:04d}.nii.gz").symlink_to(image)
+    out = tmp_path / "rows.csv"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "calcinet-predict"), "--model-path",
+         str(tiny_export.torchscript), str(many), "--output-path", str(out), "--batch-size", "1",
+         "--num-workers", workers, "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.is_file() and out.read_text().count("\n") >= 3:  # the header and two rows
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    text = out.read_text()
+    assert text.endswith("\n")  # whole lines only
+    rows = list(csv.DictReader(text.splitlines()))
+    assert 2 <= len(rows) < 1500
+    assert [r["path"] for r in rows] == [str(many / f"p{i:04d}.nii.gz") for i in range(len(rows))]
+    assert len({r["probability"] for r in rows}) == 1  # the same voxels under every name
+    (line,) = stderr.splitlines()
+    said = int(line.split(" after ")[1].split(" of ")[0])
+    assert said in (len(rows), len(rows) - 1)  # a stop between writing and counting a row
+    assert line == (f"calcinet: warning: stopped by SIGTERM after {said} of 1500 input(s); "
+                    f"{out} holds its {said} prediction(s), in input order")
+    assert line.removeprefix("calcinet: warning: ") in out.with_suffix(".log").read_text()

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -37,12 +38,25 @@ exit status:
   2    usage or input error: bad option or override, unknown key, unreadable file (one line)
   130  stopped by Ctrl+C
   141  output pipe closed early (e.g. | head)
-  143  stopped by SIGTERM (training keeps last.ckpt for resume=true)"""
+  143  stopped by SIGTERM (training keeps last.ckpt for resume=true; predict keeps the rows it
+       wrote)"""
 
 #: Status of a command whose reader closed the pipe: 128 + SIGPIPE, what a shell reports for a
 #: program the signal ended.
 BROKEN_PIPE = 128 + 13
 INTERRUPTED = 128 + signal.SIGINT
+TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """A SIGTERM, raised in the main thread of a tool (see :func:`command`) so that it can
+    report what it kept before it exits with :data:`TERMINATED`. A ``BaseException``, as
+    ``KeyboardInterrupt`` is: the ``except Exception`` that keeps one bad input from stopping
+    the others must not take it for a bad input."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
 
 
 def _config_dir() -> str:
@@ -112,13 +126,16 @@ def _closed_pipe() -> NoReturn:
 
 def command(main: Main) -> Main:
     """Wrap a console entry point: exit 141 without a traceback when the reader of stdout goes
-    away (``calcinet-predict ... | head``), 130 on Ctrl+C; any other error keeps its traceback.
+    away (``calcinet-predict ... | head``), 130 on Ctrl+C, 143 on SIGTERM (raised as
+    :class:`Terminated`, so the tool can say what it kept); any other error keeps its traceback.
     The process skips the garbage collector's last passes at exit
     (:func:`calcinet.runtime.skip_exit_collection`)."""
 
     @functools.wraps(main)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         skip_exit_collection()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             result = main(*args, **kwargs)
             sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
@@ -128,6 +145,9 @@ def command(main: Main) -> Main:
         except KeyboardInterrupt:
             print("calcinet: stopped by Ctrl+C", file=sys.stderr, flush=True)
             sys.exit(INTERRUPTED)
+        except Terminated:
+            print("calcinet: stopped by SIGTERM", file=sys.stderr, flush=True)
+            sys.exit(TERMINATED)
 
     return wrapped  # type: ignore[return-value]
 

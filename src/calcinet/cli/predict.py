@@ -15,6 +15,9 @@ from pathlib import Path
 
 from calcinet.cli import (
     EXIT_STATUSES,
+    INTERRUPTED,
+    TERMINATED,
+    Terminated,
     command,
     deprecated_alias,
     fail,
@@ -160,7 +163,7 @@ def joined_values(argv: list[str],
 
 def check_output_path(output: Path, model_path: Path, inputs: list[str]) -> None:
     """Refuse a folder, the model or an INPUT file as ``--output-path`` and make its folder, before
-    the model is loaded or any scan is read: the rows are written only once all are predicted."""
+    the model is loaded or any scan is read."""
     if output.is_dir():
         fail(f"--output-path {output}: is a folder; expected a CSV file name such as "
              f"{output / 'predictions.csv'}")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from calcinet.inference.inputs import Failure, parse_center
     from calcinet.inference.metadata import dumps
     from calcinet.inference.model import ModelLoadError
-    from calcinet.inference.predict import print_table, resolve_threshold, write_csv
+    from calcinet.inference.predict import CsvRows, csv_columns, print_table, resolve_threshold
 
     if args.batch_size < 1:
         fail(f"--batch-size={args.batch_size}: expected a positive integer")
@@ -237,27 +240,43 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"Predicting {len(requests)} finding(s) with {args.model_path} "
              f"(threshold {threshold:.4g})")
     rows = []
-    # A mask gives its findings (connected components) only once its scan is read.
-    with bar(total=None if args.mask else len(requests), desc="predict", unit="finding") as shown:
-        for item in predict(model, requests, args.batch_size, threshold, spacing,
-                            args.num_workers):
-            if isinstance(item, Failure):
-                failures.append(item)
-                shown.clear()
-                log.error(f"{item.path}: {item.reason}")
-            else:
-                rows.append(item)
-            shown.update()
+    # The CSV (a file, or stdout for '-') gets each row as it is predicted: a run stopped or
+    # killed midway keeps what it made. The aligned table is printed at the end.
+    target = None if to_stdout and str(args.output_path) != "-" else (
+        sys.stdout if to_stdout else args.output_path)
+    try:
+        output = None if target is None else CsvRows(target, csv_columns(requests))
+    except OSError as error:
+        fail(f"--output-path {args.output_path}: cannot be written ({error.strerror or error})")
+    try:
+        # A mask gives its findings (connected components) only once its scan is read.
+        with bar(total=None if args.mask else len(requests), desc="predict",
+                 unit="finding") as shown:
+            for item in predict(model, requests, args.batch_size, threshold, spacing,
+                                args.num_workers):
+                if isinstance(item, Failure):
+                    failures.append(item)
+                    shown.clear()
+                    log.error(f"{item.path}: {item.reason}")
+                else:  # written before it is counted: a stop in between under-counts
+                    if output is not None:
+                        output.write(item)
+                    rows.append(item)
+                shown.update()
+    except (KeyboardInterrupt, Terminated) as stop:
+        kept = (f"{args.output_path} holds its {len(rows)} prediction(s), in input order"
+                if not to_stdout else f"{len(rows)} prediction(s) written")
+        log.warning(f"stopped by {'Ctrl+C' if isinstance(stop, KeyboardInterrupt) else 'SIGTERM'}"
+                    f" after {len(rows) + len(failures)} of {len(requests)} input(s); {kept}")
+        if output is None and rows:
+            print_table(rows)
+        sys.exit(INTERRUPTED if isinstance(stop, KeyboardInterrupt) else TERMINATED)
+    finally:
+        if output is not None:
+            output.close()
     if not to_stdout:
-        try:
-            write_csv(rows, args.output_path)
-        except OSError as error:
-            fail(f"--output-path {args.output_path}: cannot be written "
-                 f"({error.strerror or error})")
         log.info(f"Wrote {len(rows)} prediction(s) to {args.output_path}")
-    elif str(args.output_path) == "-":
-        write_csv(rows, sys.stdout)
-    elif rows:
+    elif output is None and rows:
         print_table(rows)
     if failures:
         log.warning(f"{len(failures)} of {len(rows) + len(failures)} input(s) failed")

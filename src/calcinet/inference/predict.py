@@ -9,7 +9,6 @@ patches. A row with a warning is still written.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import sys
 from collections import deque
@@ -256,11 +255,16 @@ def predict(
         yield from flush()
 
 
-def _columns(rows: Sequence[Prediction]) -> list[str]:
-    with_id = any(r.request.id is not None for r in rows)
-    with_center = any(r.request.center is not None for r in rows)
-    with_component = any(r.request.component is not None for r in rows)
-    with_label = any(r.request.label is not None for r in rows)
+def csv_columns(requests: Iterable[Location]) -> list[str]:
+    """The columns of the predictions of ``requests`` (known before any is predicted, so that
+    rows can be written as they come): ``id`` when a request has one, ``component`` and the
+    centre when a mask gives the findings, the centre when a request has one, ``label`` when a
+    request has the truth."""
+    requests = list(requests)
+    with_id = any(r.id is not None for r in requests)
+    with_component = any(r.mask is not None or r.component is not None for r in requests)
+    with_center = with_component or any(r.center is not None for r in requests)
+    with_label = any(r.label is not None for r in requests)
     centre = ["center_x", "center_y", "center_z", "coord_space"] if with_center else []
     return [*(["id"] if with_id else []), "path", *(["component"] if with_component else []),
             *centre, *(["label"] if with_label else []), "probability", "prediction",
@@ -285,23 +289,51 @@ def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
     return {c: cells[c] for c in columns}
 
 
-def write_csv(rows: Sequence[Prediction], path: Path | TextIO) -> None:
-    """``[id,]path,[component,][center_x,center_y,center_z,coord_space,][label,]probability,
-    prediction,predicted_label,warning`` into a file (or an open text stream such as stdout):
-    ``id`` when the manifest has one, ``component`` with a mask, ``label`` (the truth, 0/1 as in
-    ``calcinet-evaluate``'s predictions.csv) when manifest rows have one; ``prediction`` is 0/1
-    and ``predicted_label`` its class name."""
-    columns = _columns(rows)
-    with (path.open("w", newline="") if isinstance(path, Path)
-          else contextlib.nullcontext(path)) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(_cells(row, columns) for row in rows)
+class CsvRows:
+    """Predictions written as they come, one flushed line each, so that a stopped or killed run
+    keeps every row it made: ``[id,]path,[component,][center_x,center_y,center_z,coord_space,]
+    [label,]probability,prediction,predicted_label,warning`` (see :func:`csv_columns`; ``label``
+    is the truth, 0/1 as in ``calcinet-evaluate``'s predictions.csv, ``prediction`` 0/1 and
+    ``predicted_label`` its class name), into a file or an open text stream such as stdout.
+
+    Raises:
+        OSError: the file cannot be opened or written.
+    """
+
+    def __init__(self, target: Path | TextIO, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self._handle = (target.open("w", newline="", encoding="utf-8")
+                        if isinstance(target, Path) else target)
+        self._owned = isinstance(target, Path)
+        self._writer = csv.DictWriter(self._handle, fieldnames=self.columns, lineterminator="\n")
+        self._writer.writeheader()
+        self._handle.flush()
+
+    def write(self, row: Prediction) -> None:
+        self._writer.writerow(_cells(row, self.columns))
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._handle.close()
+
+    def __enter__(self) -> CsvRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_csv(rows: Sequence[Prediction], target: Path | TextIO) -> None:
+    """All of ``rows`` at once (columns from their requests), as :class:`CsvRows` writes them."""
+    with CsvRows(target, csv_columns(r.request for r in rows)) as out:
+        for row in rows:
+            out.write(row)
 
 
 def print_table(rows: Sequence[Prediction], out: TextIO = sys.stdout) -> None:
     """The same columns as the CSV, aligned for reading."""
-    columns = _columns(rows)
+    columns = csv_columns(r.request for r in rows)
     table = [columns, *([_cells(r, columns)[c] for c in columns] for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
