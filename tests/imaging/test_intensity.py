@@ -46,6 +46,11 @@ def test_real_ct_passes_and_its_stored_values_do_not() -> None:
     stored = lung + 1024.0  # the values of the file without the rescale intercept
     (problem,) = _problems(stored, whole_scan=True)
     assert problem.startswith("no negative values in a whole scan (min 0)")
+    # HU / 10 stored as int8 (what such a file holds): fat and water look right, air does not.
+    tenth = np.clip(np.round(lung / 10.0), -128, 127).astype(np.int8).astype(np.float32)
+    (warning,) = _problems(tenth, whole_scan=True)
+    assert warning.startswith(f"no value below -500 HU in a whole scan (min {tenth.min():g}, ")
+    assert "HU / 10" in warning
     # A block of fat, muscle and bone in the chest wall (1 % quantile -117 HU), then + 1024.
     patch = lung[24:72, 360:408, 12:36]
     assert _problems(patch, whole_scan=False) == []

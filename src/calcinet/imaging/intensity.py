@@ -6,7 +6,8 @@ Two kinds of check:
   fat about -100, water 0, soft tissue 20-80, bone above 300); they catch normalised images,
   impossible values and whole scans without air (stored values saved without the DICOM rescale,
   or not a CT); :func:`intensity_warnings`: patches without any value below 0 HU, which look like
-  HU + 1024 or MR but could, rarely, be real (wholly inside dense bone).
+  HU + 1024 or MR but could, rarely, be real (wholly inside dense bone), and whole scans without
+  air, which look like scaled values (HU / 10) but could be cropped to the body.
 - :func:`profile_warnings`: the input against the *intensity profile* of the patches a model was
   trained on (:func:`intensity_profile`, stored with the checkpoint and the exported model), so
   predict can say when an input is far from anything the model saw.
@@ -33,6 +34,8 @@ HU_MIN, HU_MAX = -4096.0, 65535.0
 #: deviation) spreads a patch of soft tissue over more than 100 HU. Less means normalised or
 #: standardised values (z-scores, [0, 1]).
 MIN_HU_SPREAD = 50.0
+#: A whole scan's minimum is at least this low: the air of its field of view (about -1000 HU).
+SCAN_AIR_HU = -500.0
 #: Profile bounds are widened by this fraction of their width, and at least by
 #: :data:`PROFILE_MARGIN_HU`, before an input is called far from the training patches.
 PROFILE_MARGIN = 0.25
@@ -102,11 +105,27 @@ def intensity_problems(low: float, high: float, whole_scan: bool) -> list[str]:
 
 def intensity_warnings(low: float, quantiles: Sequence[float], whole_scan: bool) -> list[str]:
     """What makes an image *look* like something other than CT in HU, short of certainty (the
-    caller warns and goes on): a patch without a single value below 0 HU. A patch of a few
-    centimetres almost always holds some fat, water, air or noise below 0; stored values saved
-    without the rescale intercept (HU + 1024) and MR never do. A patch wholly inside dense bone
-    does not either (the phantom's 16^3 patches at 1 mm sometimes), hence a warning."""
-    if whole_scan or not np.isfinite(low) or low < 0.0:
+    caller warns and goes on):
+
+    - a patch without a single value below 0 HU. A patch of a few centimetres almost always
+      holds some fat, water, air or noise below 0; stored values saved without the rescale
+      intercept (HU + 1024) and MR never do. A patch wholly inside dense bone does not either
+      (the phantom's 16^3 patches at 1 mm sometimes), hence a warning;
+    - a whole scan with negative values but none below :data:`SCAN_AIR_HU`: a scan's field of
+      view shows the air around the patient (about -1000 HU); values divided by 10 (stored as
+      int8) or by some other factor do not reach it, nor does a scan cropped to the body.
+    """
+    if not np.isfinite(low):
+        return []
+    if whole_scan:
+        # (Values spread over less than MIN_HU_SPREAD are intensity_problems' normalised image.)
+        if not SCAN_AIR_HU < low < 0.0 or float(quantiles[2]) - low < MIN_HU_SPREAD:
+            return []
+        return [f"no value below {SCAN_AIR_HU:g} HU in a whole scan (min {low:g}, median "
+                f"{float(quantiles[1]):g}): no air around the patient, which is about -1000 HU; "
+                "were the values scaled (HU / 10, e.g. stored as int8), or was the scan cropped "
+                "to the body?"]
+    if low < 0.0:
         return []
     return [f"no value below 0 HU (min {low:.0f}, median {float(quantiles[1]):.0f}): no fat, "
             "water or air anywhere; were the stored values saved without the rescale intercept "
