@@ -180,3 +180,19 @@ def test_complex_voxels_are_refused_not_cut_to_their_real_part(
     assert str(caught.value) == (
         f"{tmp_path / name}: voxels of type complex64; expected real numbers (HU)")
     assert capfd.readouterr().err == ""  # no NumPy ComplexWarning beside the line
+
+
+@pytest.mark.parametrize(("degrees", "warned"), [(0.0, False), (4.0, False), (30.0, True)])
+def test_an_oblique_scan_is_read_with_a_warning(tmp_path: Path, degrees: float,
+                                                warned: bool) -> None:
+    # Voxel axes turned about x (a tilted gantry): nibabel's obliquity is the angle itself.
+    turn = np.radians(degrees)
+    rotation = np.array([[1, 0, 0], [0, np.cos(turn), -np.sin(turn)],
+                         [0, np.sin(turn), np.cos(turn)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.8, 0.8, 2.0])
+    volume = read_volume(write_nifti(tmp_path / "tilted.nii.gz", phantom_volume(SHAPE), affine))
+    expected = (f"oblique scan: its voxel axes lie up to {degrees:.1f} degrees from R, A and S; "
+                "the patch is cut along the scan's own axes (those nearest to R, A and S), as "
+                "training cuts it, not resampled onto RAS axes")
+    assert volume.warnings == ([expected] if warned else [])

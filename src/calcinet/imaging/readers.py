@@ -137,6 +137,9 @@ NRRD_SPACES = {
     "las": (-1, 1, 1),
 }
 NRRD_DEFAULT_SPACE = "left-posterior-superior"
+#: A volume whose voxel axes lie further than this from the world axes (nibabel's obliquity,
+#: degrees) is read with a warning: patches follow its own axes (calcinet.imaging.patches).
+OBLIQUE_DEGREES = 5.0
 
 
 def read_nrrd(path: Path) -> Volume:
@@ -205,12 +208,13 @@ def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0
         if fmt == "dicom":
             from calcinet.imaging.dicom import read_dicom
 
-            return read_dicom(path)
-        if fmt == "nifti":
-            return read_nifti(path)
-        if fmt == "nrrd":
-            return read_nrrd(path)
-        return read_numpy(path, npy_spacing)
+            volume = read_dicom(path)
+        elif fmt == "nifti":
+            volume = read_nifti(path)
+        elif fmt == "nrrd":
+            volume = read_nrrd(path)
+        else:
+            volume = read_numpy(path, npy_spacing)
     except ReadError:
         raise
     except MemoryError:
@@ -220,5 +224,14 @@ def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0
         kind = {"nifti": "NIfTI", "nrrd": "NRRD", "npy": "NumPy", "dicom": "DICOM"}[fmt]
         raise ReadError(f"{path}: cannot be read as {kind} ({type(error).__name__}: "
                         f"{reason[:200]}); expected a complete {kind} file") from None
+    from nibabel.affines import obliquity
+
+    tilt = float(np.degrees(obliquity(volume.affine)).max())
+    if tilt > OBLIQUE_DEGREES:
+        volume.warnings.append(
+            f"oblique scan: its voxel axes lie up to {tilt:.1f} degrees from R, A and S; the "
+            "patch is cut along the scan's own axes (those nearest to R, A and S), as training "
+            "cuts it, not resampled onto RAS axes")
+    return volume
 
 
