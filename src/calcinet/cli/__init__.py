@@ -124,17 +124,17 @@ def _closed_pipe() -> NoReturn:
     sys.exit(BROKEN_PIPE)
 
 
-def command(main: Main) -> Main:
+def command(main: Main, *, sigterm: bool = True) -> Main:
     """Wrap a console entry point: exit 141 without a traceback when the reader of stdout goes
-    away (``calcinet-predict ... | head``), 130 on Ctrl+C, 143 on SIGTERM (raised as
-    :class:`Terminated`, so the tool can say what it kept); any other error keeps its traceback.
-    The process skips the garbage collector's last passes at exit
+    away (``calcinet-predict ... | head``), 130 on Ctrl+C, and with ``sigterm`` 143 on SIGTERM
+    (raised as :class:`Terminated`, so the tool can say what it kept); any other error keeps its
+    traceback. The process skips the garbage collector's last passes at exit
     (:func:`calcinet.runtime.skip_exit_collection`)."""
 
     @functools.wraps(main)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         skip_exit_collection()
-        if threading.current_thread() is threading.main_thread():
+        if sigterm and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             result = main(*args, **kwargs)
@@ -319,7 +319,9 @@ def hydra_command(config_name: str, lightning: bool = False
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR,
                                 config_name=config_name)(run_task)
 
-        @command
+        # No SIGTERM handler of ours: Lightning's stops training at the end of a batch, and it
+        # would call one it finds installed as well, which would stop the batch midway.
+        @functools.partial(command, sigterm=False)
         def main() -> Any:
             # Hydra prints its own errors as several lines and exits 1; with HYDRA_FULL_ERROR it
             # raises them instead, so that they can be told apart from the task's.
