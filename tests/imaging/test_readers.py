@@ -147,21 +147,83 @@ def test_nifti_with_a_singular_affine_is_named(tmp_path: Path) -> None:
         "0.0], [0.0, 0.0, 0.0]] is singular; expected the voxel size and orientation of each axis")
 
 
-@pytest.mark.parametrize("name", ["pixdim0.nii", "pixdim0.nii.gz"])
+@pytest.mark.parametrize("name", ["bitpix.nii", "bitpix.nii.gz"])
 def test_header_problems_nibabel_repairs_are_the_volumes_warnings(
     tmp_path: Path, name: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # nibabel repairs zero voxel sizes and would print so on stderr, without the file's name.
+    # A bitpix that contradicts the datatype: nibabel repairs it and would print so on stderr,
+    # without the file's name.
+    import gzip
+    import io
+
     import nibabel as nib
 
-    image = nib.Nifti1Image(phantom_volume(SHAPE), np.eye(4))
-    image.header["pixdim"][1:4] = 0
-    image.to_filename(tmp_path / name)
+    data = bytearray(nib.Nifti1Image(phantom_volume(SHAPE), np.eye(4)).to_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(data)), check=False)
+    header["bitpix"] = 8
+    data[:348] = header.binaryblock
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     volume = read_volume(tmp_path / name)
     assert volume.warnings == [
-        "NIfTI header: pixdim[1,2,3] should be non-zero; read as nibabel repairs it"]
+        "NIfTI header: bitpix does not match datatype; read as nibabel repairs it"]
     np.testing.assert_array_equal(volume.array, phantom_volume(SHAPE))
     assert capfd.readouterr().err == ""
+
+
+def test_a_zero_voxel_size_is_refused_where_it_makes_the_affine(tmp_path: Path) -> None:
+    # pixdim gives the voxel size of the qform (and of nibabel's fallback affine), not of an
+    # sform: nibabel would read 0 as 1 mm.
+    import io
+
+    import nibabel as nib
+
+    affine = np.diag([0.6, 0.6, 5.0, 1.0])
+    for sform_code, name in ((0, "qform.nii"), (1, "sform.nii")):
+        image = nib.Nifti1Image(phantom_volume(SHAPE), affine)
+        image.set_sform(affine, code=sform_code)
+        image.set_qform(affine, code=1)
+        data = bytearray(image.to_bytes())  # saving would write pixdim from the qform again
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(data)), check=False)
+        header["pixdim"][1] = 0
+        data[:348] = header.binaryblock
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(ReadError) as caught:
+        read_volume(tmp_path / "qform.nii")
+    assert str(caught.value) == (
+        f"{tmp_path / 'qform.nii'}: NIfTI pixdim[1:4] = [0.0, 0.6000000238418579, 5.0] (voxel "
+        "size, mm) and no sform: the voxel size is unknown; expected three positive values")
+    volume = read_volume(tmp_path / "sform.nii")
+    assert volume.warnings == [] and np.allclose(volume.affine, affine)
+
+
+@pytest.mark.parametrize("name", ["tenth.nii.gz", "tenth.npy", "tenth.nrrd"])
+def test_eight_bit_voxels_without_scaling_get_a_warning(tmp_path: Path, name: str) -> None:
+    # HU / 10 stored as int8, as a patch: nothing in the values alone says it is not HU.
+    import io
+
+    import nibabel as nib
+    import nrrd
+
+    values = np.clip(phantom_volume(SHAPE) / 10, -128, 127).astype(np.int8)
+    if name.endswith(".npy"):
+        np.save(tmp_path / name, values)
+    elif name.endswith(".nrrd"):
+        nrrd.write(str(tmp_path / name), values, {"space": "left-posterior-superior",
+                                                   "space directions": np.eye(3)})
+    else:
+        nib.Nifti1Image(values, np.eye(4)).to_filename(tmp_path / name)
+    volume = read_volume(tmp_path / name)
+    assert volume.warnings == [
+        "voxels stored as int8 (-128..127) without scaling, which cannot hold HU (air -1000, bone "
+        "above 1000); were the values scaled (HU / 10) or windowed?"]
+    # The same bytes with scl_slope 10 (saving would reset the slope of int8 data).
+    data = bytearray(nib.Nifti1Image(values, np.eye(4)).to_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(data)), check=False)
+    header["scl_slope"], header["scl_inter"] = 10.0, 0.0
+    data[:348] = header.binaryblock
+    (tmp_path / "scaled.nii").write_bytes(data)
+    scaled = read_volume(tmp_path / "scaled.nii")
+    assert scaled.warnings == [] and scaled.array.min() == 10.0 * values.min()
 
 
 @pytest.mark.parametrize("name", ["complex.nii.gz", "complex.npy"])

@@ -70,7 +70,8 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
     # The rows own stdout; the run's messages go to stderr.
     assert done.stderr.split() == ["Predicting", "4", "finding(s)", "with",
                                    str(tiny_export.torchscript), "(threshold",
-                                   f"{threshold:.4g})"]
+                                   f"{float(threshold)!r}:", "malignant", "at", "probability",
+                                   ">=", "threshold)"]
     table = [line.split() for line in done.stdout.splitlines()]
     # Manifest rows with a label: the truth as 0/1 (as in calcinet-evaluate's predictions.csv).
     assert table[0] == ["path", "label", "probability", "prediction", "predicted_label",
@@ -169,9 +170,10 @@ def test_an_output_whose_log_cannot_be_written_exits_2_with_one_line(tmp_path: P
 def test_an_output_path_that_cannot_take_the_rows_exits_2_before_anything_is_read(
     tiny_export: ExportResult, tmp_path: Path
 ) -> None:
-    """A folder, the model, an INPUT or a path under a file as --output-path: one line and exit 2
-    before the model is loaded or a scan read (a model that cannot be loaded gets the same line),
-    nothing written."""
+    """A folder (also one not made yet, named with a trailing slash), the model, an INPUT, an
+    image (a file a folder INPUT, a manifest or a mask names) or log file name, or a path under a
+    file as --output-path: one line and exit 2 before the model is loaded or a scan read (a model
+    that cannot be loaded gets the same line), nothing written."""
     data = tmp_path / "data"
     write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
     folder = tmp_path / "rows"
@@ -182,7 +184,17 @@ def test_an_output_path_that_cannot_take_the_rows_exits_2_before_anything_is_rea
     broken.write_bytes(b"")
     manifest = data / "manifest.csv"
     contents = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    image = sorted((data / "images").iterdir())[0]
     cases = [
+        (model, data / "images", f"{tmp_path / 'new'}/",
+         f"--output-path {tmp_path / 'new'}/: is a folder; expected a CSV file name such as "
+         f"{tmp_path / 'new' / 'predictions.csv'}"),
+        (model, data / "images", image,
+         f"--output-path {image}: names an image file; expected a CSV file name such as "
+         "rows.csv (its log is rows.log)"),
+        (model, manifest, tmp_path / "rows.log",
+         f"--output-path {tmp_path / 'rows.log'}: names a log file; expected a CSV file name "
+         "such as rows.csv (its log is rows.log)"),
         (model, data / "images", folder,
          f"--output-path {folder}: is a folder; expected a CSV file name such as "
          f"{folder / 'predictions.csv'}"),

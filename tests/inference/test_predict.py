@@ -181,3 +181,7 @@ def test_a_gpu_the_machine_lacks_is_named_not_the_model(tiny_export: ExportResul
     assert str(caught.value) == (
         f"--device {missing}: torch sees {torch.cuda.device_count()} CUDA GPU(s) on this "
         "machine; expected cpu, auto, or cuda:N with N below that count")
+    for other in ("gpu", "mps", "cuda:x"):
+        with pytest.raises(ModelLoadError) as caught:
+            load_model(tiny_export.torchscript, other)
+        assert str(caught.value) == f"--device {other}: expected cpu, auto, cuda or cuda:N"

@@ -10,6 +10,7 @@ rows.csv`` the run's messages are also written to ``rows.log`` beside it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -93,17 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--coord-space",
         default=None,
         choices=("world", "voxel", "lps"),
-        help="space of --center (default: world = RAS mm) and of manifest rows without a "
-        "coord_space value",
+        help="space of --center (world = RAS mm when not given) and, when given, of the manifest "
+        "rows with a centre but no coord_space value (refused otherwise, as in training)",
     )
     parser.add_argument(
-        "--output-path",
-        type=Path,
+        "--output-path",  # text: a trailing slash (a folder meant) must stay visible
         metavar="CSV",
         help="write the rows as CSV here instead of printing a table (and the run's messages "
         "to <CSV stem>.log beside it; the folder is created); '-': CSV on stdout",
     )
-    deprecated_alias(parser, "--out", "--output-path", type=Path)
+    deprecated_alias(parser, "--out", "--output-path")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
     parser.add_argument(
         "--num-workers",
@@ -161,12 +161,21 @@ def joined_values(argv: list[str],
     return out
 
 
-def check_output_path(output: Path, model_path: Path, inputs: list[str]) -> None:
-    """Refuse a folder, the model or an INPUT file as ``--output-path`` and make its folder, before
-    the model is loaded or any scan is read."""
-    if output.is_dir():
-        fail(f"--output-path {output}: is a folder; expected a CSV file name such as "
+def check_output_path(output: Path, model_path: Path, inputs: list[str], given: str) -> None:
+    """Refuse a folder (``given`` is the option's text, trailing slash included), an image or
+    log file name, the model or an INPUT file as ``--output-path`` and make its folder, before
+    the model is loaded or any scan is read (:func:`check_output_against` checks the files the
+    inputs name)."""
+    from calcinet.imaging.geometry import image_format
+
+    if output.is_dir() or given.endswith(("/", os.sep)):
+        fail(f"--output-path {given}: is a folder; expected a CSV file name such as "
              f"{output / 'predictions.csv'}")
+    kind = "a log" if output.suffix.lower() == ".log" else "an image" if image_format(output) \
+        else None
+    if kind:
+        fail(f"--output-path {output}: names {kind} file; expected a CSV file name such as "
+             "rows.csv (its log is rows.log)")
     if output.exists():
         for what, path in (("--model-path", model_path), *(("INPUT", Path(i)) for i in inputs)):
             if path.exists() and output.resolve() == path.resolve():
@@ -184,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     parser = build_parser()
     args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
+    given = args.output_path
+    args.output_path = None if given is None else Path(given)
     if args.model_path is None:
         parser.error("the following arguments are required: --model-path")
     to_stdout = args.output_path is None or str(args.output_path) == "-"
     if not to_stdout:
-        check_output_path(args.output_path, args.model_path, args.inputs)
+        check_output_path(args.output_path, args.model_path, args.inputs, given)
     log_file = None if to_stdout else args.output_path.with_suffix(".log")
     # The rows own stdout when they are printed: the messages go to stderr then.
     setup_tool_logging(args.quiet, log_file, messages_to_stderr=to_stdout)
@@ -238,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         log.error(f"{failure.path}: {failure.reason}")
     log.info(f"Predicting {len(requests)} finding(s) with {args.model_path} "
-             f"(threshold {threshold:.4g})")
+             f"(threshold {float(threshold)!r}: malignant at probability >= threshold)")
     rows = []
     # The CSV (a file, or stdout for '-') gets each row as it is predicted: a run stopped or
     # killed midway keeps what it made. The aligned table is printed at the end.

@@ -75,8 +75,9 @@ def _check_real(dtype: np.dtype, path: Path) -> None:
 
 
 def _load_nifti(path: Path):
-    """nibabel's NIfTI-1 or NIfTI-2 image of ``path`` and the problems nibabel found (and
-    repaired) in its header, one line each; a ``.nii.gz`` is inflated in memory by ISA-L
+    """nibabel's NIfTI-1 or NIfTI-2 image of ``path``, its header as the file has it (nibabel
+    repairs the image's own, and moves the scaling into the data) and the problems nibabel
+    found in it, one line each; a ``.nii.gz`` is inflated in memory by ISA-L
     (``isal.igzip``, the gzip format whole, several members included).
 
     Why not ``nibabel.load`` on a ``.nii.gz``: it streams the file through Python's ``gzip``
@@ -100,18 +101,27 @@ def _load_nifti(path: Path):
     # sizeof_hdr, the first field, tells the version (in the file's byte order).
     sizes = {int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")}
     klass = nib.Nifti2Image if 540 in sizes else nib.Nifti1Image
-    report = klass.header_class.diagnose_binaryblock(data[:klass.header_class.template_dtype
-                                                           .itemsize])
-    return klass.from_bytes(data), [line for line in report.splitlines() if line.strip()]
+    block = data[:klass.header_class.template_dtype.itemsize]
+    report = klass.header_class.diagnose_binaryblock(block)
+    raw = klass.header_class(block, check=False)
+    return klass.from_bytes(data), raw, [line for line in report.splitlines() if line.strip()]
 
 
 def read_nifti(path: Path) -> Volume:
     """NIfTI: ``get_fdata`` applies the file's scaling (scl_slope/inter); nibabel's affine is RAS
     (the sform when set, else the qform). A file with neither gets nibabel's fallback affine and
     a warning: its orientation is unknown."""
-    image, problems = _load_nifti(path)
-    warnings = [f"NIfTI header: {problem}; read as nibabel repairs it" for problem in problems]
+    image, raw, problems = _load_nifti(path)
     header = image.header
+    with_sform = "sform_code" in header and int(header["sform_code"]) > 0
+    if with_sform:  # pixdim does not enter an sform's affine: nothing to repair that matters
+        problems = [p for p in problems if not p.startswith("pixdim")]
+    else:  # the qform and nibabel's fallback affine take the voxel size from pixdim
+        zooms = np.asarray(raw["pixdim"][1:4], float)
+        if not (np.isfinite(zooms) & (zooms > 0)).all():
+            raise ReadError(f"{path}: NIfTI pixdim[1:4] = {zooms.tolist()} (voxel size, mm) and "
+                            "no sform: the voxel size is unknown; expected three positive values")
+    warnings = [f"NIfTI header: {problem}; read as nibabel repairs it" for problem in problems]
     if "sform_code" in header and int(header["sform_code"]) == 0 \
             and int(header["qform_code"]) == 0:
         warnings.append("NIfTI without orientation (sform_code and qform_code 0): read with "
@@ -124,7 +134,22 @@ def read_nifti(path: Path) -> Volume:
         raise ReadError(f"{path}: NIfTI {form} voxel-to-world matrix {linear.round(4).tolist()} "
                         "is singular; expected the voxel size and orientation of each axis")
     _check_real(image.get_data_dtype(), path)  # before get_fdata drops imaginary parts
+    slope, inter = raw.get_slope_inter()  # None, None: no scaling (slope 0 or NaN)
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    warnings += narrow_storage_warnings(image.get_data_dtype(), scaled)
     return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path), affine, warnings)
+
+
+def narrow_storage_warnings(dtype: np.dtype, scaled: bool = False) -> list[str]:
+    """A file storing 8-bit integers without scaling cannot hold HU: CT spans -1000 (air) to
+    well above 1000 (bone); such values were most likely divided (HU / 10) or windowed."""
+    dtype = np.dtype(dtype)
+    if scaled or dtype.kind not in "iu" or dtype.itemsize != 1:
+        return []
+    info = np.iinfo(dtype)
+    return [f"voxels stored as {dtype} ({info.min}..{info.max}) without scaling, which cannot "
+            "hold HU (air -1000, bone above 1000); were the values scaled (HU / 10) or "
+            "windowed?"]
 
 
 #: NRRD ``space`` -> the sign of each world axis in RAS.
@@ -148,8 +173,8 @@ def read_nrrd(path: Path) -> Volume:
     import nrrd
 
     data, header = nrrd.read(str(path), index_order="F")
+    warnings = narrow_storage_warnings(data.dtype)
     array = as_hu_array(data, path)
-    warnings = []
     space = header.get("space")
     if space is None:
         space = NRRD_DEFAULT_SPACE
@@ -190,7 +215,8 @@ def read_numpy(path: Path, spacing: tuple[float, float, float]) -> Volume:
     except ValueError as error:
         raise ReadError(f"{path}: not a plain NumPy array ({error}); expected an .npy file of "
                         "HU values") from None
-    return Volume(as_hu_array(array, path), np.diag([*map(float, spacing), 1.0]))
+    return Volume(as_hu_array(array, path), np.diag([*map(float, spacing), 1.0]),
+                  narrow_storage_warnings(array.dtype))
 
 
 def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)

@@ -71,11 +71,18 @@ def load_model(
     which folds batch norm into convolutions and picks CPU kernels for this machine.
 
     Raises:
-        ModelLoadError: a CUDA ``device`` this machine lacks; ``path`` missing, a folder, a
-            training checkpoint, not a model torch can load, or without calcinet's metadata.
+        ModelLoadError: a ``device`` other than the CPU or a CUDA GPU this machine has; ``path``
+            missing, a folder, a training checkpoint, not a model torch can load, or without
+            calcinet's metadata.
     """
     path = Path(path)
-    device = torch.device(device)
+    given = device
+    try:
+        device = torch.device(device)
+    except RuntimeError:  # torch's message lists its twenty device types
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ModelLoadError(f"--device {given}: expected cpu, auto, cuda or cuda:N")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         # Else torch fails inside the model file ("Attempting to deserialize object on a CUDA
         # device"), which reads as a damaged model.

@@ -271,13 +271,16 @@ def csv_columns(requests: Iterable[Location]) -> list[str]:
             "predicted_label", "warning"]
 
 
-def _cells(row: Prediction, columns: Sequence[str]) -> dict[str, str]:
+def _cells(row: Prediction, columns: Sequence[str], exact: bool = True) -> dict[str, str]:
+    """A row's text. ``exact``: the probability in full (Python's shortest repr, as pandas
+    writes evaluate's predictions.csv), so that comparing it with the threshold the command
+    prints gives the row's decision even next to the threshold; else 6 decimals (the table)."""
     center = row.request.center
     cells = {
         "id": row.request.id or "",
         "path": str(row.request.path),
         "component": "" if row.request.component is None else str(row.request.component),
-        "probability": f"{row.probability:.6f}",
+        "probability": repr(float(row.probability)) if exact else f"{row.probability:.6f}",
         "prediction": str(row.prediction),
         "predicted_label": row.predicted_label,
         "label": "" if row.request.label is None else str(row.request.label),
@@ -334,7 +337,7 @@ def write_csv(rows: Sequence[Prediction], target: Path | TextIO) -> None:
 def print_table(rows: Sequence[Prediction], out: TextIO = sys.stdout) -> None:
     """The same columns as the CSV, aligned for reading."""
     columns = csv_columns(r.request for r in rows)
-    table = [columns, *([_cells(r, columns)[c] for c in columns] for r in rows)]
+    table = [columns, *([_cells(r, columns, exact=False)[c] for c in columns] for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print(
