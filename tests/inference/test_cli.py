@@ -264,3 +264,27 @@ def test_sigterm_keeps_the_rows_written_so_far(tiny_export: ExportResult, tmp_pa
     assert line == (f"calcinet: warning: stopped by SIGTERM after {said} of 1500 input(s); "
                     f"{out} holds its {said} prediction(s), in input order")
     assert line.removeprefix("calcinet: warning: ") in out.with_suffix(".log").read_text()
+
+
+def test_a_closed_stdout_does_not_stop_a_run_that_writes_files(
+    tiny_export: ExportResult, tmp_path: Path
+) -> None:
+    # `calcinet-predict ... --output-path rows.csv | head -1`: the rows and the log are files,
+    # the terminal only echoes the messages; its reader leaving stops nothing.
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    write_dataset(data, 3, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    out = tmp_path / "rows.csv"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "calcinet-predict"), "--model-path",
+         str(tiny_export.torchscript), str(data / "images"), "--output-path", str(out)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first message
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0, stderr
+    assert stderr == ""
+    with out.open() as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    assert f"Wrote 3 prediction(s) to {out}" in out.with_suffix(".log").read_text()

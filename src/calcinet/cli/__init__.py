@@ -154,11 +154,20 @@ def command(main: Main, *, sigterm: bool = True) -> Main:
 
 class _ConsoleHandler(logging.StreamHandler):
     """A stream handler that lets a closed pipe reach :func:`command` instead of printing
-    logging's own "--- Logging error ---" traceback."""
+    logging's own "--- Logging error ---" traceback; with ``pipe_ends_run`` False (the messages
+    also go to a log file, the results to a file), the console goes quiet and the run goes on."""
+
+    pipe_ends_run = True
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         if isinstance(sys.exc_info()[1], BrokenPipeError):
-            raise BrokenPipeError
+            if self.pipe_ends_run:
+                raise BrokenPipeError
+            # What is still buffered, and the interpreter's last flush, go to devnull.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+            return
         super().handleError(record)
 
 
@@ -171,7 +180,7 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
-def stdout_handler(stream: Any = None) -> logging.Handler:
+def stdout_handler(stream: Any = None) -> _ConsoleHandler:
     """Bare messages below WARNING on stdout (or ``stream``): the report reads as if printed."""
     handler = _ConsoleHandler(sys.stdout if stream is None else stream)
     handler.addFilter(_Below(logging.WARNING))
@@ -224,6 +233,8 @@ def setup_tool_logging(quiet: bool = False, log_file: Path | None = None,
         log.removeHandler(old)
         old.close()
     report = stdout_handler(sys.stderr if messages_to_stderr else sys.stdout)
+    # Results and messages in files: a reader of stdout that goes away (| head) stops nothing.
+    report.pipe_ends_run = log_file is None or messages_to_stderr
     for handler in (report, stderr_handler()):
         if quiet:
             handler.setLevel(max(handler.level, logging.WARNING))
