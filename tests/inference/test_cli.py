@@ -288,3 +288,14 @@ def test_a_closed_stdout_does_not_stop_a_run_that_writes_files(
     with out.open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
     assert f"Wrote 3 prediction(s) to {out}" in out.with_suffix(".log").read_text()
+
+
+def test_a_centre_with_only_manifests_is_refused(tiny_export: ExportResult,
+                                                 tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text("path\na.nii.gz\n")
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript), "m.csv",
+                    "--center", "1,2,3"], cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("calcinet: error: --center 1,2,3: applies to scans given directly; a "
+                           "manifest gives each row's centre in its center_x,center_y,center_z "
+                           "columns\n")

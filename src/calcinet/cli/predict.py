@@ -219,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         spacing = parse_spacing(args.npy_spacing, "--npy-spacing")
     except ValueError as error:
         fail(error)
+    if center is not None and args.inputs and all(
+            Path(i).suffix.lower() == ".csv" for i in args.inputs):
+        fail(f"--center {args.center}: applies to scans given directly; a manifest gives each "
+             "row's centre in its center_x,center_y,center_z columns")
     if args.mask is not None:
         scan = Path(args.inputs[0]) if len(args.inputs) == 1 else None
         from calcinet.inference.inputs import is_series
