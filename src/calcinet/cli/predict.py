@@ -163,9 +163,9 @@ def joined_values(argv: list[str],
 
 def check_output_path(output: Path, model_path: Path, inputs: list[str], given: str) -> None:
     """Refuse a folder (``given`` is the option's text, trailing slash included), an image or
-    log file name, the model or an INPUT file as ``--output-path`` and make its folder, before
-    the model is loaded or any scan is read (:func:`check_output_against` checks the files the
-    inputs name)."""
+    log file name (so that no scan, mask or log a manifest or folder INPUT names can be
+    overwritten), the model or an INPUT file as ``--output-path`` and make its folder, before
+    the model is loaded or any scan is read."""
     from calcinet.imaging.geometry import image_format
 
     if output.is_dir() or given.endswith(("/", os.sep)):
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"Predicting {len(requests)} finding(s) with {args.model_path} "
              f"(threshold {float(threshold)!r}: malignant at probability >= threshold)")
     rows = []
+    done = 0  # findings predicted or failed so far
     # The CSV (a file, or stdout for '-') gets each row as it is predicted: a run stopped or
     # killed midway keeps what it made. The aligned table is printed at the end.
     target = None if to_stdout and str(args.output_path) != "-" else (
@@ -275,14 +276,19 @@ def main(argv: list[str] | None = None) -> int:
                     log.error(f"{item.path}: {item.reason}")
                 else:  # written before it is counted: a stop in between under-counts
                     if output is not None:
-                        output.write(item)
+                        try:
+                            output.write(item)
+                        except OSError as error:  # a full disk: the rows so far stay
+                            fail(f"--output-path {args.output_path}: cannot be written "
+                                 f"({error.strerror or error}) after {len(rows)} row(s)")
                     rows.append(item)
+                done += 1
                 shown.update()
     except (KeyboardInterrupt, Terminated) as stop:
         kept = (f"{args.output_path} holds its {len(rows)} prediction(s), in input order"
                 if not to_stdout else f"{len(rows)} prediction(s) written")
         log.warning(f"stopped by {'Ctrl+C' if isinstance(stop, KeyboardInterrupt) else 'SIGTERM'}"
-                    f" after {len(rows) + len(failures)} of {len(requests)} input(s); {kept}")
+                    f" after {done} of {len(requests)} input(s); {kept}")
         if output is None and rows:
             print_table(rows)
         sys.exit(INTERRUPTED if isinstance(stop, KeyboardInterrupt) else TERMINATED)

@@ -70,6 +70,7 @@ def as_hu_array(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _check_real(dtype: np.dtype, path: Path) -> None:
+    """Refuse voxels that are not real numbers (complex, strings, records)."""
     if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise ReadError(f"{path}: voxels of type {dtype}; expected real numbers (HU)")
 
@@ -122,15 +123,14 @@ def read_nifti(path: Path) -> Volume:
             raise ReadError(f"{path}: NIfTI pixdim[1:4] = {zooms.tolist()} (voxel size, mm) and "
                             "no sform: the voxel size is unknown; expected three positive values")
     warnings = [f"NIfTI header: {problem}; read as nibabel repairs it" for problem in problems]
-    if "sform_code" in header and int(header["sform_code"]) == 0 \
-            and int(header["qform_code"]) == 0:
+    if not with_sform and int(header["qform_code"]) == 0:
         warnings.append("NIfTI without orientation (sform_code and qform_code 0): read with "
                         "nibabel's fallback affine, voxel sizes only and the first axis towards "
                         "the patient's left; save the file with its qform or sform to be sure")
     affine = np.asarray(image.affine, float)
     linear = affine[:3, :3]
     if not np.isfinite(linear).all() or abs(np.linalg.det(linear)) < 1e-9:
-        form = "sform" if "sform_code" in header and int(header["sform_code"]) > 0 else "qform"
+        form = "sform" if with_sform else "qform"
         raise ReadError(f"{path}: NIfTI {form} voxel-to-world matrix {linear.round(4).tolist()} "
                         "is singular; expected the voxel size and orientation of each axis")
     _check_real(image.get_data_dtype(), path)  # before get_fdata drops imaginary parts

@@ -327,13 +327,6 @@ class CsvRows:
         self.close()
 
 
-def write_csv(rows: Sequence[Prediction], target: Path | TextIO) -> None:
-    """All of ``rows`` at once (columns from their requests), as :class:`CsvRows` writes them."""
-    with CsvRows(target, csv_columns(r.request for r in rows)) as out:
-        for row in rows:
-            out.write(row)
-
-
 def print_table(rows: Sequence[Prediction], out: TextIO = sys.stdout) -> None:
     """The same columns as the CSV, aligned for reading."""
     columns = csv_columns(r.request for r in rows)
