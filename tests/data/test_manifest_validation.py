@@ -110,7 +110,7 @@ EXPECTED = [
     "line 14, column 'patient_id', value '': empty; expected a patient identifier",
     "line 15, column 'center_y', value 'abc': expected a finite number",
     "line 16, column 'coord_space', value 'ijk': expected world (RAS mm), lps (DICOM mm) or voxel",
-    "line 17, column 'path', value 'slice.dcm': no DICOM image: not a DICOM file (",
+    "line 17, column 'path', value 'slice.dcm': an empty file (0 bytes); expected .nii, ",
     "line 18, column 'path', value 'positive.nii.gz': no negative values in a whole scan (min 0)",
     "patient 'P1' is in train (line 19) and val (line 21); expected all findings of a patient in "
     "one split",

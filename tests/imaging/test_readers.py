@@ -96,18 +96,21 @@ def test_truncated_nifti_is_named(tmp_path: Path) -> None:
         ("broken.nii.gz", b"\x1f\x8b not really gzip", "cannot be read"),
         ("flat.npy", None, "a 2D image (shape [4, 4]); expected a 3D CT volume"),
         ("voxel.npy", np.zeros((1, 1, 1)), "a single voxel (shape [1, 1, 1]); expected a 3D CT"),
-        ("scan.mha", b"", "unknown file type"),
+        ("scan.mha", b"not an image", "unknown file type"),
+        ("empty.nrrd", b"", "an empty file (0 bytes); expected "),
+        ("empty.nii.gz", b"", "an empty file (0 bytes); expected "),
+        ("hollow.npy", np.zeros((48, 48, 0)), "no voxels (shape [48, 48, 0]); expected a 3D CT"),
         ("gone.nii", "missing", "no such file"),
     ],
 )
 def test_unreadable_inputs_are_named(tmp_path: Path, name: str, content, reason: str) -> None:
     path = tmp_path / name
-    if content == "missing":
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif content == "missing":
         pass
     elif content is None:
         np.save(path, np.zeros((4, 4)))
-    elif isinstance(content, np.ndarray):
-        np.save(path, content)
     else:
         path.write_bytes(content)
     with pytest.raises(ReadError, match=f"^{path}: ") as caught:

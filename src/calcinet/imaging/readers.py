@@ -54,6 +54,8 @@ def as_hu_array(array: np.ndarray, path: Path) -> np.ndarray:
     copy of a whole scan would cost its size again in memory, and
     :func:`calcinet.imaging.cut_patch` reads only the box of the patch, in either order."""
     array = np.asarray(array)
+    if array.size == 0:
+        raise ReadError(f"{path}: no voxels (shape {list(array.shape)}); expected a 3D CT volume")
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
@@ -227,6 +229,8 @@ def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0
     path = Path(path)
     if not path.exists():
         raise ReadError(f"{path}: no such file or folder; expected {FORMATS_TEXT}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ReadError(f"{path}: an empty file (0 bytes); expected {FORMATS_TEXT}")
     fmt = image_format(path)
     if fmt is None:
         raise ReadError(f"{path}: unknown file type; expected {FORMATS_TEXT}")
