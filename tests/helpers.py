@@ -37,6 +37,13 @@ def run_cli(
     )
 
 
+def popen_cli(args: Sequence[str], cwd: Path, **kwargs) -> subprocess.Popen[str]:
+    """Start an entry point as :func:`run_cli` runs it, without waiting (to signal it, or to
+    close its stdout); ``kwargs`` go to :class:`subprocess.Popen` (text mode)."""
+    return subprocess.Popen([str(Path(sys.executable).parent / args[0]), *args[1:]], cwd=cwd,
+                            text=True, **kwargs)
+
+
 def make_checkpoint(
     folder: Path,
     patch_size: Sequence[int] = (24, 24, 24),

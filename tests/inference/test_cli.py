@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +16,7 @@ import torch
 from calcinet.data.phantom.materialize import write_dataset
 from calcinet.data.sources import phantom_config
 from calcinet.export import ExportResult
-from tests.helpers import run_cli
+from tests.helpers import popen_cli, run_cli
 
 
 def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
@@ -226,11 +229,6 @@ def test_sigterm_keeps_the_rows_written_so_far(tiny_export: ExportResult, tmp_pa
                                                workers: str) -> None:
     # Rows reach the CSV as they are predicted; a SIGTERM midway leaves them there, in input
     # order, says so in one line (also in the log) and exits 143.
-    import signal
-    import subprocess
-    import sys
-    import time
-
     data = tmp_path / "data"
     write_dataset(data, 1, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
     (image,) = (data / "images").glob("*.nii.gz")
@@ -239,11 +237,10 @@ def test_sigterm_keeps_the_rows_written_so_far(tiny_export: ExportResult, tmp_pa
     for index in range(1500):  # one file under many names: every name is its own input
         (many / f"p{index:04d}.nii.gz").symlink_to(image)
     out = tmp_path / "rows.csv"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "calcinet-predict"), "--model-path",
-         str(tiny_export.torchscript), str(many), "--output-path", str(out), "--batch-size", "1",
-         "--num-workers", workers, "--quiet"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_cli(
+        ["calcinet-predict", "--model-path", str(tiny_export.torchscript), str(many),
+         "--output-path", str(out), "--batch-size", "1", "--num-workers", workers, "--quiet"],
+        tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if out.is_file() and out.read_text().count("\n") >= 3:  # the header and two rows
@@ -271,16 +268,13 @@ def test_a_closed_stdout_does_not_stop_a_run_that_writes_files(
 ) -> None:
     # `calcinet-predict ... --output-path rows.csv | head -1`: the rows and the log are files,
     # the terminal only echoes the messages; its reader leaving stops nothing.
-    import subprocess
-    import sys
-
     data = tmp_path / "data"
     write_dataset(data, 3, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
     out = tmp_path / "rows.csv"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "calcinet-predict"), "--model-path",
-         str(tiny_export.torchscript), str(data / "images"), "--output-path", str(out)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_cli(
+        ["calcinet-predict", "--model-path", str(tiny_export.torchscript), str(data / "images"),
+         "--output-path", str(out)],
+        tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # the reader is gone before the first message
     stderr = process.stderr.read()
     assert process.wait(timeout=300) == 0, stderr

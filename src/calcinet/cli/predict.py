@@ -258,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     done = 0  # findings predicted or failed so far
     # The CSV (a file, or stdout for '-') gets each row as it is predicted: a run stopped or
     # killed midway keeps what it made. The aligned table is printed at the end.
-    target = None if to_stdout and str(args.output_path) != "-" else (
-        sys.stdout if to_stdout else args.output_path)
+    target = args.output_path if not to_stdout else sys.stdout if given == "-" else None
     try:
         output = None if target is None else CsvRows(target, csv_columns(requests))
     except OSError as error:

@@ -138,11 +138,11 @@ def read_nifti(path: Path) -> Volume:
     _check_real(image.get_data_dtype(), path)  # before get_fdata drops imaginary parts
     slope, inter = raw.get_slope_inter()  # None, None: no scaling (slope 0 or NaN)
     scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
-    warnings += narrow_storage_warnings(image.get_data_dtype(), scaled)
+    warnings += _narrow_storage_warnings(image.get_data_dtype(), scaled)
     return Volume(as_hu_array(image.get_fdata(dtype=np.float32), path), affine, warnings)
 
 
-def narrow_storage_warnings(dtype: np.dtype, scaled: bool = False) -> list[str]:
+def _narrow_storage_warnings(dtype: np.dtype, scaled: bool = False) -> list[str]:
     """A file storing 8-bit integers without scaling cannot hold HU: CT spans -1000 (air) to
     well above 1000 (bone); such values were most likely divided (HU / 10) or windowed."""
     dtype = np.dtype(dtype)
@@ -175,7 +175,7 @@ def read_nrrd(path: Path) -> Volume:
     import nrrd
 
     data, header = nrrd.read(str(path), index_order="F")
-    warnings = narrow_storage_warnings(data.dtype)
+    warnings = _narrow_storage_warnings(data.dtype)
     array = as_hu_array(data, path)
     space = header.get("space")
     if space is None:
@@ -218,7 +218,7 @@ def read_numpy(path: Path, spacing: tuple[float, float, float]) -> Volume:
         raise ReadError(f"{path}: not a plain NumPy array ({error}); expected an .npy file of "
                         "HU values") from None
     return Volume(as_hu_array(array, path), np.diag([*map(float, spacing), 1.0]),
-                  narrow_storage_warnings(array.dtype))
+                  _narrow_storage_warnings(array.dtype))
 
 
 def read_volume(path: str | Path, npy_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)

@@ -317,14 +317,9 @@ class CsvRows:
         self._handle.flush()
 
     def close(self) -> None:
+        """Close the file (an open stream given, such as stdout, stays open)."""
         if self._owned:
             self._handle.close()
-
-    def __enter__(self) -> CsvRows:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def print_table(rows: Sequence[Prediction], out: TextIO = sys.stdout) -> None:
