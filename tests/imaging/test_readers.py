@@ -261,3 +261,58 @@ def test_an_oblique_scan_is_read_with_a_warning(tmp_path: Path, degrees: float,
                 "the patch is cut along the scan's own axes (those nearest to R, A and S), as "
                 "training cuts it, not resampled onto RAS axes")
     assert volume.warnings == ([expected] if warned else [])
+
+
+@pytest.mark.parametrize(
+    ("slope", "inter", "warned"),
+    [(np.inf, -1024.0, True), (-np.inf, 0.0, True), (0.0, -1024.0, True),
+     (np.nan, -1024.0, True), (np.nan, np.nan, False), (0.0, 0.0, False), (1.0, -1024.0, False)],
+)
+def test_a_scale_nibabel_drops_is_named_when_the_intercept_meant_something(
+    tmp_path: Path, slope: float, inter: float, warned: bool
+) -> None:
+    import io
+
+    import nibabel as nib
+
+    stored = np.round(phantom_volume(SHAPE) + 1024).astype(np.int16)
+    data = bytearray(nib.Nifti1Image(stored, np.eye(4)).to_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(data)), check=False)
+    header["scl_slope"], header["scl_inter"] = slope, inter
+    data[:348] = header.binaryblock
+    (tmp_path / "scan.nii").write_bytes(data)
+    volume = read_volume(tmp_path / "scan.nii")
+    # What nibabel reads is what calcinet reads: scaled only by a finite non-zero slope.
+    expected = nib.load(tmp_path / "scan.nii").get_fdata(dtype=np.float32)
+    assert np.array_equal(volume.array, expected)
+    assert np.array_equal(volume.array, stored + (inter if slope == 1.0 else 0.0))
+    named = [w for w in volume.warnings if w.startswith("NIfTI scl_slope")]
+    assert named == ([f"NIfTI scl_slope = {np.float32(slope)} with scl_inter = "
+                      f"{np.float32(inter)}: no usable scale, so the voxels are read as stored "
+                      "and the intercept is ignored (nibabel); expected a finite non-zero "
+                      "scl_slope for scaled data"] if warned else [])
+
+
+def test_a_nifti_named_gz_without_compression_is_read_and_a_text_file_is_named(
+    tmp_path: Path,
+) -> None:
+    import nibabel as nib
+
+    values = phantom_volume(SHAPE)
+    nib.Nifti1Image(values, np.diag([0.7, 0.7, 2.5, 1.0])).to_filename(tmp_path / "scan.nii")
+    (tmp_path / "plain.nii.gz").write_bytes((tmp_path / "scan.nii").read_bytes())
+    plain = read_volume(tmp_path / "plain.nii.gz")
+    reference = nib.load(tmp_path / "scan.nii")  # nibabel refuses the misnamed file itself
+    assert np.array_equal(plain.array, reference.get_fdata(dtype=np.float32))
+    assert np.array_equal(plain.affine, reference.affine)
+    assert plain.warnings == [
+        "named .gz but not gzip-compressed: read as an uncompressed NIfTI"]
+    with pytest.raises(Exception, match="not a gzip file"):
+        nib.load(tmp_path / "plain.nii.gz").get_fdata()
+
+    (tmp_path / "notes.nii.gz").write_text("patient 12, series 3\n")
+    with pytest.raises(ReadError) as caught:
+        read_volume(tmp_path / "notes.nii.gz")
+    assert str(caught.value) == (
+        f"{tmp_path / 'notes.nii.gz'}: not a NIfTI file (neither its header size, the first 4 "
+        "bytes b'pati', nor its magic string says NIfTI); expected a NIfTI-1 or NIfTI-2 file")
