@@ -185,3 +185,40 @@ def test_a_gpu_the_machine_lacks_is_named_not_the_model(tiny_export: ExportResul
         with pytest.raises(ModelLoadError) as caught:
             load_model(tiny_export.torchscript, other)
         assert str(caught.value) == f"--device {other}: expected cpu, auto, cuda or cuda:N"
+
+
+@pytest.mark.parametrize(("workers", "ahead", "started"), [(2, 0, 5), (2, 16, 21), (1, 8, 11)])
+def test_the_reading_threads_read_the_next_batch_ahead(
+    probe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    workers: int, ahead: int, started: int,
+) -> None:
+    # While the caller holds the first patch (the model running on a batch), the threads go on
+    # reading up to 2 * workers + ahead scans past it (here: the first, then that many more).
+    import importlib
+    import time
+
+    from calcinet.imaging.rows import Location
+
+    module = importlib.import_module("calcinet.inference.predict")  # not the function `predict`
+
+    files = [write_nifti(tmp_path / f"p{i:02d}.nii", phantom_volume(PATCH, seed=i), np.eye(4))
+             for i in range(40)]
+    read: list[Path] = []
+    real = module._scan_items
+
+    def counted(locations, info, npy_spacing):
+        read.append(locations[0].path)
+        return real(locations, info, npy_spacing)
+
+    monkeypatch.setattr(module, "_scan_items", counted)
+    patches = module.load_patches([Location(path=f) for f in files], load_model(probe_model),
+                                  (1.0, 1.0, 1.0), workers=workers, ahead=ahead)
+    first = next(patches)
+    deadline = time.monotonic() + 30
+    while len(read) < started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # nothing more is started while the caller holds the first patch
+    assert first[0].path == files[0] and len(read) == started
+    assert sorted(read) == files[:started]
+    rest = list(patches)
+    assert [item[0].path for item in rest] == files[1:] and len(read) == len(files)

@@ -169,13 +169,17 @@ def _scan_items(locations: Sequence[Location], info: ModelInfo, npy_spacing: Seq
 
 def load_patches(
     requests: Iterable[Location], model: ExportedModel, npy_spacing: Sequence[float],
-    workers: int = 2,
+    workers: int = 2, ahead: int = 0,
 ) -> Iterator[Item]:
     """Each finding with its ``[1, X, Y, Z]`` HU patch and warnings, or its failure, in request
     order. Every scan is read once for all the requests that name it, wherever they are in the
     list, and ``workers`` threads read and cut the next scans while the caller runs the model
-    (0: read in the calling thread). At most ``2 * workers`` scans are in flight; only their
-    patches are kept. Any error stays with its input: the others still run.
+    (0: read in the calling thread). At most ``2 * workers + ahead`` scans are in flight: a
+    caller that batches passes its batch size as ``ahead``, so that the threads read the whole
+    next batch while the model runs on this one. Only ``workers`` scans are held in memory at
+    once (those being read); a finished one keeps only its patches. Any error stays with its
+    input: the others still run. When the caller stops early, the scans not yet started are
+    dropped (those being read are finished).
 
     Threads, not processes: reading (zlib, pydicom's decoders) and cutting (NumPy) release the
     GIL for their heavy loops, and the patches need no copy between processes.
@@ -205,12 +209,15 @@ def load_patches(
             ready.update(zip(job, run(job), strict=True))
             yield from drain()
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calcinet-read") as pool:
+    if ahead < 0:
+        raise ValueError(f"ahead={ahead}: expected an integer >= 0")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calcinet-read")
+    try:
         in_flight: deque[tuple[list[int], Future[list[list[Item]]]]] = deque()
         pending_jobs = iter(jobs)
         for job in pending_jobs:
             in_flight.append((job, pool.submit(run, job)))
-            if len(in_flight) >= 2 * workers:
+            if len(in_flight) >= 2 * workers + ahead:
                 break
         while in_flight:
             job, future = in_flight.popleft()
@@ -219,6 +226,8 @@ def load_patches(
             if following is not None:
                 in_flight.append((following, pool.submit(run, following)))
             yield from drain()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def predict(
@@ -230,7 +239,7 @@ def predict(
     workers: int = 2,
 ) -> Iterator[Prediction | Failure]:
     """Predictions (in request order) and failures (as soon as they happen); ``workers``
-    threads read ahead (see :func:`load_patches`)."""
+    threads read ahead, up to the next batch (see :func:`load_patches`)."""
     if batch_size < 1:
         raise ValueError(f"--batch-size={batch_size}: expected a positive integer")
     threshold = model.info.threshold if threshold is None else threshold
@@ -244,7 +253,7 @@ def predict(
             yield Prediction(request, float(probability), decision, names[decision], warnings)
         pending.clear()
 
-    for item in load_patches(requests, model, npy_spacing, workers):
+    for item in load_patches(requests, model, npy_spacing, workers, ahead=batch_size):
         if isinstance(item, Failure):
             yield item
             continue
