@@ -99,7 +99,8 @@ def _load_nifti(path: Path):
     # non-zero; setting 0 dims to 1"), without the file's name; they reach the user as this
     # volume's warnings instead (diagnose_binaryblock below: the same checks, no global state,
     # so reading threads cannot mix them up).
-    imageglobals.logger.setLevel(logging.CRITICAL)
+    if imageglobals.logger.level != logging.CRITICAL:  # setLevel clears every logger's cache
+        imageglobals.logger.setLevel(logging.CRITICAL)
     data = path.read_bytes()
     notes = []
     if path.name.lower().endswith(".gz"):

@@ -155,7 +155,10 @@ def _scan_items(locations: Sequence[Location], info: ModelInfo, npy_spacing: Seq
             except Exception as error:  # noqa: BLE001
                 items.append(_failure(finding, error))
                 continue
-            nonfinite = int((~torch.isfinite(patch.values)).sum())
+            # NumPy: 0.02 ms for a 48^3 patch, where torch's isfinite in a reading thread
+            # waits on the model's intra-op threads (0.2-0.5 ms).
+            values = patch.values.numpy()
+            nonfinite = values.size - np.count_nonzero(np.isfinite(values))
             if nonfinite:  # refused, as training's manifest check refuses such files
                 items.append(_failure(finding, ValueError(
                     f"the patch holds {non_finite_problem(nonfinite)}")))
