@@ -481,3 +481,25 @@ def test_model_card_carries_the_test_results(
     assert line in (tmp_path / "model" / "model.MODEL_CARD.md").read_text()
     assert line in version.description
     assert "Research use only" in version.description
+
+
+def test_a_manifest_is_the_dataset_source_without_mlflow_warning_of_two_readings(
+    tmp_path: Path,
+) -> None:
+    # MLflow registers its local-file source for two URI schemes and warns that a plain path
+    # matches both; the evaluation logs the manifest path without passing that on.
+    import warnings
+
+    from calcinet.evaluation.mlflow_log import dataset_input
+
+    manifest = tmp_path / "held_out.csv"
+    manifest.write_text("path,label\na.nii.gz,0\n")
+    report = {"split": "all", "data": {"source": "manifest", "fingerprint": "abc123",
+                                       "describe": {"manifest": str(manifest)}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        entry = dataset_input(report)
+    assert entry.dataset.source_type == "local"
+    assert json.loads(entry.dataset.source) == {"uri": str(manifest)}
+    assert entry.dataset.digest == "abc123" and entry.dataset.name == "manifest-all"
+    assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "all"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,13 @@ def dataset_input(report: Mapping[str, Any]) -> Any:
     describe = data.get("describe") or {}
     path = describe.get("manifest") or describe.get("path")
     if path:
-        source = resolve_dataset_source(str(path))
+        with warnings.catch_warnings():
+            # MLflow registers its local-file dataset source once for the scheme "" and once
+            # for "file:" and warns that a path matches both ("can be interpreted in multiple
+            # ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource"); either is the same.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be "
+                                    "interpreted in multiple ways")
+            source = resolve_dataset_source(str(path))
     else:
         source = CodeDatasetSource(tags={
             "generator": "calcinet.data.phantom", "seed": str(describe.get("seed")),
