@@ -189,6 +189,8 @@ def load_patches(
     """
     if workers < 0:
         raise ValueError(f"--num-workers={workers}: expected an integer >= 0")
+    if ahead < 0:
+        raise ValueError(f"ahead={ahead}: expected an integer >= 0")
     requests = list(requests)
     groups: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
@@ -212,8 +214,6 @@ def load_patches(
             ready.update(zip(job, run(job), strict=True))
             yield from drain()
         return
-    if ahead < 0:
-        raise ValueError(f"ahead={ahead}: expected an integer >= 0")
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calcinet-read")
     try:
         in_flight: deque[tuple[list[int], Future[list[list[Item]]]]] = deque()
