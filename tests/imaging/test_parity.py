@@ -145,9 +145,33 @@ def test_training_and_predict_cut_the_same_patch_where_the_header_says(
 def test_mask_component_is_the_nodule_of_the_readme(tmp_path: Path) -> None:
     source = _training_source(tmp_path, {"path": str(real(LUNG)), "mask": str(real(LUNG_MASK))})
     (record,) = [r for r in source.records("train") if r["patient_id"] == "case"]
-    assert record["id"].endswith("#1") and record["component"] == 1
+    assert record["id"] == f"{real(LUNG)}@mask:{real(LUNG_MASK)}#1" and record["component"] == 1
     centre = np.asarray(record["finding"]["center"]) * LPS  # world (RAS) -> LPS
     np.testing.assert_allclose(centre, NODULE_LPS, atol=0.01)
+
+
+def test_two_masks_of_one_scan_give_findings_of_their_own(tmp_path: Path) -> None:
+    # Two segmentations of the lung CT's nodule (two readers, the second one's a little
+    # smaller): component 1 in each, so the mask is part of each finding's id.
+    import nrrd
+
+    labels, header = nrrd.read(str(real(LUNG_MASK)), index_order="F")
+    smaller = labels.copy()
+    first_slice = np.flatnonzero(smaller.any(axis=(0, 1)))[0]
+    smaller[:, :, first_slice] = 0
+    second = tmp_path / "reader2_label.nrrd"
+    nrrd.write(str(second), smaller, header, index_order="F")
+    filler = patch_rows(tmp_path / "filler", 6)
+    splits = ["train", "val", "val", "test", "test", "train"]
+    rows = [{"path": str(real(LUNG)), "mask": str(mask), "label": "malignant",
+             "patient_id": "case", "split": "train"} for mask in (real(LUNG_MASK), second)]
+    rows += [{**r, "path": f"filler/{r['path']}", "split": s} for r, s in zip(filler, splits,
+                                                                               strict=True)]
+    source = ManifestSource(write_manifest(tmp_path / "manifest.csv", rows), patch_size=PATCH,
+                            spacing=SPACING)
+    ids = [r["id"] for r in source.records("train") if r["patient_id"] == "case"]
+    assert ids == [f"{real(LUNG)}@mask:{real(LUNG_MASK)}#1", f"{real(LUNG)}@mask:{second}#1"]
+    assert source.problems == []
 
 
 REFUSED = {
@@ -196,3 +220,26 @@ def test_check_manifest_names_every_refused_row(tmp_path: Path) -> None:
         expected = f"line {line}, column 'path', value '{path}': "
         found = [text for text in done.stdout.splitlines() if expected in text]
         assert len(found) == 1 and REFUSED[name][1] in found[0], (name, done.stdout)
+
+
+def test_two_masks_refused_on_one_scan_are_two_problems_not_a_duplicate(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from calcinet.data.validation import DataValidationError
+
+    scan = np.full((30, 30, 30), -1000, np.int16)
+    scan[5:25, 5:25, 5:25] = 40  # soft tissue in air
+    nib.Nifti1Image(scan, np.eye(4)).to_filename(tmp_path / "scan.nii.gz")
+    for name in ("reader1.nii.gz", "reader2.nii.gz"):  # on another grid
+        nib.Nifti1Image(np.ones((20, 20, 20), np.uint8), np.eye(4)).to_filename(tmp_path / name)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,mask,label\nscan.nii.gz,reader1.nii.gz,0\n"
+                        "scan.nii.gz,reader2.nii.gz,1\n")
+    with pytest.raises(DataValidationError) as caught:
+        ManifestSource(manifest, patch_size=PATCH, spacing=SPACING)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{manifest}: 2 problems in 2 of 2 rows"
+    assert [line.split(":")[0] for line in lines[1:3]] == [
+        "  line 2, column 'mask', value 'reader1.nii.gz'",
+        "  line 3, column 'mask', value 'reader2.nii.gz'"]
+    assert "same file" not in str(caught.value)

@@ -351,7 +351,10 @@ class ManifestSource:
         first_id: dict[str, int] = {}
         for r in parsed:
             if r["file"] is not None:
-                key = (str(r["file"]), r["coord_space"], tuple(r["center"]))
+                # A mask row whose mask could not be read has no centre yet: its mask tells it
+                # apart (its own problem is already listed).
+                mask = "" if r["center"] else (r["row"].get("mask") or "")
+                key = (str(r["file"]), r["coord_space"], tuple(r["center"]), mask)
                 if key in first:
                     what = "file and centre" if r["center"] else "file"
                     self.problems.append(Problem(
@@ -406,8 +409,9 @@ class ManifestSource:
     def _record(self, r: dict[str, Any], split: str, kinds: dict[str, type]) -> dict[str, Any]:
         row = r["row"]
         where = ",".join(f"{v:g}" for v in r["center"])
-        if r["component"] is not None:
-            record_id = f"{row.get('id') or row['path']}#{r['component']}"
+        if r["component"] is not None:  # the mask names the findings, as a centre does
+            named = row.get("id") or f"{row['path']}@mask:{row['mask']}"
+            record_id = f"{named}#{r['component']}"
         else:
             record_id = row.get("id") or (
                 f"{row['path']}@{r['coord_space']}:{where}" if r["center"] else row["path"])
