@@ -8,6 +8,7 @@ a refused one-class split, external test sets.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -189,6 +190,24 @@ def test_an_external_test_set_is_evaluated(tiny_checkpoint: Path, tmp_path: Path
                    cwd=tmp_path)
     assert done.returncode == 2 and "Error in call to target" not in done.stderr
     assert "line 2, column 'label', value 'maybe': unknown label" in done.stderr
+    # With data.on_error=skip the row is left out, and listed where the warning says.
+    skipping = write_manifest(tmp_path / "skipping.csv", [{**rows[0], "label": "maybe"},
+                                                          *rows[1:]])
+    done = run_cli(["calcinet-evaluate", f"ckpt_path={tiny_checkpoint}", "data=manifest",
+                    f"data.manifest={skipping}", "data.on_error=skip", "bootstrap.n=10",
+                    "mlflow.enabled=false", "device=cpu", f"hydra.run.dir={tmp_path / 'skip'}"],
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "listed in the run folder's artifacts/skipped_rows.csv" in done.stderr
+    with (tmp_path / "skip" / "artifacts" / "skipped_rows.csv").open() as handle:
+        skipped = list(csv.DictReader(handle))
+    assert [(r["manifest_line"], r["column"], r["value"]) for r in skipped] == [
+        ("2", "label", "maybe")]
+    report = json.loads((tmp_path / "skip" / "report.json").read_text())
+    assert report["counts"]["n"] == 7
+    note = ("1 manifest row(s) with problems were left out (data.on_error=skip); they are "
+            "listed in artifacts/skipped_rows.csv.")
+    assert note in report["notes"] and note in (tmp_path / "skip" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("folder", ["plain/run", "with space/run", "it's a run", 'a "b" $HOME `x`'])

@@ -166,7 +166,7 @@ class ManifestSource:
         if self.problems and not self.validate_only:
             if on_error == "skip" and all(p in self.skipped for p in self.problems):
                 log.warning("%s\n(data.on_error=skip: these rows are left out and listed in "
-                            "skipped_rows.csv)", self._report())
+                            "the run folder's artifacts/skipped_rows.csv)", self._report())
             else:
                 raise DataValidationError(self._report())
 

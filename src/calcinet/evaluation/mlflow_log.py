@@ -160,6 +160,8 @@ def log_to_mlflow(
             client.log_artifact(run_id, str(out / name))
         if (out / "figures").is_dir():
             client.log_artifacts(run_id, str(out / "figures"), "figures")
+        for name in report["data"].get("artifacts") or []:
+            client.log_artifact(run_id, str(out / name), "data")
         client.log_inputs(run_id, datasets=[dataset_input(report)],
                           models=[LoggedModelInput(i) for i in map(logged_model_id, versions) if i])
         status = "FINISHED"

@@ -503,6 +503,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report["notes"] = _notes(report, model, split)
 
     predictions.to_csv(out / "predictions.csv", index=False)
+    if datamodule.source.kind == "manifest":  # the rows evaluated and those left out, as in training
+        report["data"]["artifacts"] = [
+            str(path.relative_to(out))
+            for path in datamodule.source.write_artifacts(out / "artifacts")]
     write_json(report, out / "report.json")
     write_markdown(report, out / "report.md")
     if cfg.mlflow.enabled:
@@ -546,6 +550,10 @@ def _notes(report: Mapping[str, Any], model: LoadedModel, split: str) -> list[st
             f"The data differ from the training run's (data fingerprint {here} here, "
             f"{trained_on} in training): make sure this set was not used in training."
         )
+    skipped = (report["data"].get("describe") or {}).get("skipped_rows")
+    if skipped:
+        notes.append(f"{skipped} manifest row(s) with problems were left out (data.on_error=skip); "
+                     "they are listed in artifacts/skipped_rows.csv.")
     if report["bootstrap"]["unit"] == "patient":
         notes.append(
             "Intervals resample patients (cluster bootstrap): samples of one patient "
