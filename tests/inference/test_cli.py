@@ -293,3 +293,29 @@ def test_a_centre_with_only_manifests_is_refused(tiny_export: ExportResult,
     assert done.stderr == ("calcinet: error: --center 1,2,3: applies to scans given directly; a "
                            "manifest gives each row's centre in its center_x,center_y,center_z "
                            "columns\n")
+
+
+def test_a_run_that_predicts_nothing_leaves_an_earlier_csv_as_it_was(
+    tiny_export: ExportResult, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    model = tiny_export.torchscript
+    rows = tmp_path / "rows.csv"
+    first = run_cli(["calcinet-predict", "--model-path", str(model), str(data / "images"),
+                     "--output-path", str(rows)], cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr
+    earlier = rows.read_bytes()
+    assert len(earlier.decode().splitlines()) == 3  # the header and two rows
+    (tmp_path / "notes.nii.gz").write_text("not an image\n")
+    (tmp_path / "empty.nii").write_bytes(b"")
+    for output, said in ((rows, f"no prediction made: {rows} left as it was (an earlier run's "
+                                "rows)"),
+                         (tmp_path / "new.csv", f"no prediction made: {tmp_path / 'new.csv'} "
+                                                "not written")):
+        done = run_cli(["calcinet-predict", "--model-path", str(model), "notes.nii.gz",
+                        "empty.nii", "--output-path", str(output)], cwd=tmp_path, timeout=300)
+        assert done.returncode == 1
+        assert f"calcinet: warning: {said}\n" in done.stderr
+        assert said in output.with_suffix(".log").read_text()
+    assert rows.read_bytes() == earlier and not (tmp_path / "new.csv").exists()

@@ -284,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                 done += 1
                 shown.update()
     except (KeyboardInterrupt, Terminated) as stop:
-        kept = (f"{args.output_path} holds its {len(rows)} prediction(s), in input order"
-                if not to_stdout else f"{len(rows)} prediction(s) written")
+        kept = (f"{len(rows)} prediction(s) written" if to_stdout else
+                f"{args.output_path} holds its {len(rows)} prediction(s), in input order"
+                if output is not None and output.written else _untouched(args.output_path))
         log.warning(f"stopped by {'Ctrl+C' if isinstance(stop, KeyboardInterrupt) else 'SIGTERM'}"
                     f" after {done} of {len(requests)} input(s); {kept}")
         if output is None and rows:
@@ -294,14 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if output is not None:
             output.close()
-    if not to_stdout:
+    if not to_stdout and rows:
         log.info(f"Wrote {len(rows)} prediction(s) to {args.output_path}")
+    elif not to_stdout:
+        log.warning(_untouched(args.output_path))
     elif output is None and rows:
         print_table(rows)
     if failures:
         log.warning(f"{len(failures)} of {len(rows) + len(failures)} input(s) failed")
         return 1
     return 0
+
+
+def _untouched(path: Path) -> str:
+    """What became of the output file of a run that predicted nothing."""
+    if path.exists():
+        return f"no prediction made: {path} left as it was (an earlier run's rows)"
+    return f"no prediction made: {path} not written"
 
 
 if __name__ == "__main__":

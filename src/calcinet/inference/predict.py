@@ -311,26 +311,49 @@ class CsvRows:
     is the truth, 0/1 as in ``calcinet-evaluate``'s predictions.csv, ``prediction`` 0/1 and
     ``predicted_label`` its class name), into a file or an open text stream such as stdout.
 
+    A file is checked for writing at once but created (or replaced) only with the first row:
+    a run that predicts nothing leaves a file of an earlier run as it was (``written`` False).
+
     Raises:
         OSError: the file cannot be opened or written.
     """
 
     def __init__(self, target: Path | TextIO, columns: Sequence[str]) -> None:
         self.columns = list(columns)
-        self._handle = (target.open("w", newline="", encoding="utf-8")
-                        if isinstance(target, Path) else target)
-        self._owned = isinstance(target, Path)
-        self._writer = csv.DictWriter(self._handle, fieldnames=self.columns, lineterminator="\n")
+        self._target = target
+        self._handle: TextIO | None = None
+        self._writer: csv.DictWriter | None = None
+        if isinstance(target, Path):
+            existed = target.exists()
+            with target.open("a", encoding="utf-8"):  # the OSError of an unwritable target,
+                pass  # without touching a file already there
+            if not existed:
+                target.unlink()
+        else:
+            self._start(target)
+
+    @property
+    def written(self) -> bool:
+        """Whether the header (and so any row) has been written."""
+        return self._writer is not None
+
+    def _start(self, handle: TextIO) -> None:
+        self._handle = handle
+        self._writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
         self._writer.writeheader()
-        self._handle.flush()
+        handle.flush()
 
     def write(self, row: Prediction) -> None:
+        if self._writer is None:
+            assert isinstance(self._target, Path)
+            self._start(self._target.open("w", newline="", encoding="utf-8"))
+        assert self._writer is not None and self._handle is not None
         self._writer.writerow(_cells(row, self.columns))
         self._handle.flush()
 
     def close(self) -> None:
         """Close the file (an open stream given, such as stdout, stays open)."""
-        if self._owned:
+        if isinstance(self._target, Path) and self._handle is not None:
             self._handle.close()
 
 
