@@ -157,3 +157,21 @@ def test_each_version_gets_the_card_and_the_candidate_alias_moves(
     assert version.tags["calcinet.checkpoint_sha256"] == \
         metadata["training"]["checkpoint_sha256"]
     assert version.tags["calcinet.training_data"] == metadata["card"]["training_data"]["kind"]
+
+
+def test_mlflow_messages_that_do_not_apply_to_the_model_stay_off_the_terminal(
+    tiny_export: ExportResult, tmp_tracking: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Run from a uv project (as from a calcinet checkout): MLflow announces it at INFO, and
+    # mlflow.pytorch warns about pickle, which a TorchScript file does not use.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "uv.lock").write_text("version = 1\n")
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '0'\n")
+    monkeypatch.chdir(project)
+    outcome = log_export(tiny_export.torchscript, None, copy.deepcopy(tiny_export.metadata),
+                         MlflowOptions())
+    assert outcome.logged, outcome.notes
+    printed = "".join(capfd.readouterr())
+    assert "Detected uv project" not in printed and "ickle" not in printed, printed

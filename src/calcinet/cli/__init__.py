@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -291,13 +292,18 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **kwar
 def _lightning_logs_to_root() -> None:
     """``import lightning`` puts its own ``INFO: ...`` stderr handler on the ``lightning`` logger,
     whose records also propagate to the root: drop that handler so that Lightning's messages
-    reach the terminal once, through the run's handlers, and the run's log file."""
+    reach the terminal once, through the run's handlers, and the run's log file. A deprecation
+    Lightning itself triggers in torch is left out."""
     import lightning  # noqa: F401 - imported for its side effect on the logger
 
     lightning_log = logging.getLogger("lightning")
     for handler in list(lightning_log.handlers):
         if type(handler) is logging.StreamHandler:
             lightning_log.removeHandler(handler)
+    # Lightning 2.6 builds torch's LeafSpec, which torch 2.10+ deprecates: a FutureWarning on
+    # every training that nothing on the user's side can change.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
 
 
 def hydra_command(config_name: str, lightning: bool = False

@@ -503,7 +503,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report["notes"] = _notes(report, model, split)
 
     predictions.to_csv(out / "predictions.csv", index=False)
-    if datamodule.source.kind == "manifest":  # the rows evaluated and those left out, as in training
+    if datamodule.source.kind == "manifest":  # rows evaluated and left out, as training keeps
         report["data"]["artifacts"] = [
             str(path.relative_to(out))
             for path in datamodule.source.write_artifacts(out / "artifacts")]

@@ -81,12 +81,17 @@ def unreachable(uri: str, timeout: float = 5.0) -> str | None:
     return None
 
 
-class _HidePickleWarning(logging.Filter):
-    """mlflow.pytorch warns about pickle for every non-pt2 model; a ScriptModule is saved with
-    ``torch.jit.save``, not pickled, so the warning does not apply."""
+class _HideInapplicable(logging.Filter):
+    """MLflow messages that say nothing about an exported model: mlflow.pytorch warns about
+    pickle for every non-pt2 model, but a ScriptModule is saved with ``torch.jit.save``, not
+    pickled; and MLflow announces "Detected uv project" whenever it runs in a checkout with a
+    ``uv.lock`` (calcinet's own), while the model's requirements are set by calcinet."""
+
+    LOGGERS = ("mlflow.pytorch", "mlflow.utils.uv_utils")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Pickle" not in record.getMessage()
+        message = record.getMessage()
+        return "Pickle" not in message and not message.startswith("Detected uv project")
 
 
 #: The registry alias every new version gets (moved to the newest).
@@ -199,8 +204,9 @@ def log_export(
         outcome.notes.append(f"logged into a new run of experiment {options.experiment_name!r}")
     outcome.run_id = run_id
 
-    hide = _HidePickleWarning()
-    logging.getLogger("mlflow.pytorch").addFilter(hide)
+    hide = _HideInapplicable()
+    for name in hide.LOGGERS:
+        logging.getLogger(name).addFilter(hide)
     fluent = contextlib.ExitStack()  # the fluent API on this store until the end
     fluent.enter_context(fluent_tracking_uri(uri))
     try:
@@ -273,5 +279,6 @@ def log_export(
                 )
     finally:
         fluent.close()
-        logging.getLogger("mlflow.pytorch").removeFilter(hide)
+        for name in hide.LOGGERS:
+            logging.getLogger(name).removeFilter(hide)
     return outcome
