@@ -93,6 +93,14 @@ def test_centre_outside_the_image_is_refused() -> None:
         r"image",
     ):
         cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (50, 5, 5), "voxel")
+    # Just past the outer face of the first voxel, and on it: the message shows the difference.
+    with pytest.raises(PatchError) as caught:
+        cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (-0.51, 5, 5), "voxel")
+    assert str(caught.value) == (
+        "centre [-0.51, 5.0, 5.0] (voxel) lies outside the image (voxel [-0.51, 5.0, 5.0] of the "
+        "file's 10x10x10 voxels, whose outer faces are at -0.5 and size - 0.5); check the "
+        "coordinate space and the axis order x,y,z")
+    cut_patch(volume, (8, 8, 8), (1.5, 1.5, 1.5), (-0.5, 5, 5), "voxel")
 
 
 def test_a_voxel_covers_half_a_voxel_beyond_its_centre() -> None:

@@ -339,7 +339,7 @@ class ManifestSource:
                 if (voxel < -0.5).any() or (voxel > shape - 0.5).any():
                     where = ", ".join(f"{v:g}" for v in r["center"])
                     space = "voxel" if r["coord_space"] == "voxel" else (
-                        f"{r['coord_space']} mm, voxel ({', '.join(f'{v:.1f}' for v in voxel)})")
+                        f"{r['coord_space']} mm, voxel ({', '.join(f'{v:.2f}' for v in voxel)})")
                     self.problems.append(Problem(
                         f"centre ({where}) ({space}) lies outside the image (shape "
                         f"{'x'.join(map(str, shape))}); expected a point inside it",

@@ -133,9 +133,9 @@ def cut_patch(
             voxel = (np.linalg.inv(volume.affine) @ np.append(world, 1.0))[:3]
             raise PatchError(
                 f"centre {[float(c) for c in center]} ({coord_space}) lies outside the image "
-                f"(voxel {np.round(voxel, 1).tolist()} of the file's "
-                f"{'x'.join(map(str, volume.shape))} voxels); check the coordinate space and "
-                "the axis order x,y,z")
+                f"(voxel {np.round(voxel, 2).tolist()} of the file's "
+                f"{'x'.join(map(str, volume.shape))} voxels, whose outer faces are at -0.5 and "
+                "size - 0.5); check the coordinate space and the axis order x,y,z")
         # Fractional: patch voxel ``size // 2`` lies on the finding itself, whatever the crop.
         start = source / step - size // 2
     grid = np.eye(4)
