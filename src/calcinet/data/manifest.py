@@ -492,6 +492,8 @@ class ManifestSource:
     # -- reports --
 
     def _report(self) -> str:
+        if all(p.line is None for p in self.problems):  # the manifest as a whole: no rows named
+            return format_report(str(self.path), self.problems, self.n_rows)
         skip = self.on_error == "skip"
         footer = ("Lines are 1-based CSV lines (the header is line 1). "
                   + ("Rows with problems are left out (data.on_error=skip)." if skip else
