@@ -5,6 +5,7 @@ training."""
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 import subprocess
 import sys
@@ -192,6 +193,19 @@ def test_skip_drops_bad_rows_and_lists_them(tmp_path: Path,
         skipped = list(csv.DictReader(fh))
     assert [(r["manifest_line"], r["column"], r["value"]) for r in skipped] == [
         ("5", "path", "missing.nii.gz"), ("7", "label", "unsure")]
+
+
+def test_warnings_are_counted_as_warnings(tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    rows = [{"path": _good(tmp_path, f"g{i}.nii.gz", i), "label": ("benign", "malignant")[i % 2]}
+            for i in range(12)]
+    plain = tmp_path / "plain.nii.gz"  # a NIfTI named .gz without compression: read, warned
+    plain.write_bytes(gzip.decompress((tmp_path / rows[4]["path"]).read_bytes()))
+    rows[4]["path"] = plain.name
+    with caplog.at_level(logging.WARNING):
+        ManifestSource(write_manifest(tmp_path / "m.csv", rows))
+    assert f"{tmp_path / 'm.csv'}: 1 warning in 1 of 12 rows\n  line 6, column 'path', value " \
+           "'plain.nii.gz': named .gz but not gzip-compressed" in caplog.text
 
 
 def test_splits_without_both_classes_stop_training_not_an_evaluation(

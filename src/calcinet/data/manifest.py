@@ -162,7 +162,8 @@ class ManifestSource:
         self._stamps: dict[str, list[int]] = {}
         self._load()
         if self.warnings and not self.validate_only:
-            log.warning("%s", format_report(f"{self.path} (warnings)", self.warnings))
+            log.warning("%s", format_report(str(self.path), self.warnings, self.n_rows,
+                                            kind="warning"))
         if self.problems and not self.validate_only:
             if on_error == "skip" and all(p in self.skipped for p in self.problems):
                 log.warning("%s\n(data.on_error=skip: these rows are left out and listed in "

@@ -53,10 +53,11 @@ class Problem:
 
 
 def format_report(name: str, problems: Sequence[Problem], rows: int | None = None,
-                  footer: str = "") -> str:
-    """``"<name>: N problems ..."`` then one indented line per problem (rows first, in order)."""
+                  footer: str = "", kind: str = "problem") -> str:
+    """``"<name>: N problems ..."`` (or another ``kind``, such as ``warning``) then one indented
+    line per problem (rows first, in order)."""
     lines_with = {p.line for p in problems if p.line is not None and p.line > 1}
-    summary = f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    summary = f"{name}: {len(problems)} {kind}{'s' if len(problems) != 1 else ''}"
     if rows is not None and lines_with:
         summary += f" in {len(lines_with)} of {rows} rows"
     ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
