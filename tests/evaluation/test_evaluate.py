@@ -503,3 +503,25 @@ def test_a_manifest_is_the_dataset_source_without_mlflow_warning_of_two_readings
     assert json.loads(entry.dataset.source) == {"uri": str(manifest)}
     assert entry.dataset.digest == "abc123" and entry.dataset.name == "manifest-all"
     assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "all"}
+
+
+@pytest.mark.parametrize(("temperature", "noted"), [(99.99, True), (0.0100, True), (1.3, False)])
+def test_a_model_whose_calibration_did_not_fit_is_named_in_the_notes(
+    temperature: float, noted: bool
+) -> None:
+    # A model that separates nothing (a smoke run) gets its temperature fitted to the bound and
+    # gives about 0.5 everywhere: its AUROC rests on differences of 1e-6.
+    from calcinet.evaluation.predict import LoadedModel
+    from calcinet.evaluation.run import _notes
+
+    model = LoadedModel(kind="checkpoint", path=Path("best.ckpt"), predict=torch.sigmoid,
+                        preprocessing={}, threshold=0.5, threshold_at_sensitivity=None,
+                        target_sensitivity=None, operating_point="youden",
+                        temperature=temperature)
+    report = {"data": {"fingerprint": "abc"}, "bootstrap": {"unit": "sample", "n": 10,
+                                                            "undefined_resamples": {}}}
+    notes = _notes(report, model, "test")
+    expected = (f"Calibration temperature {temperature:.4g} is at a bound of its fit [0.01, 100]: "
+                "the validation scores did not calibrate (a model that separates nothing gives "
+                "about 0.5 everywhere); check the run's val/auroc.")
+    assert notes == ([expected] if noted else [])

@@ -22,6 +22,16 @@ def at_bound(temperature: float) -> bool:
     return not low * 1.01 < temperature < high / 1.01
 
 
+def bound_note(temperature: float) -> str | None:
+    """The note export and evaluation give a model whose temperature is :func:`at_bound`."""
+    if not at_bound(temperature):
+        return None
+    low, high = TEMPERATURE_BOUNDS
+    return (f"calibration temperature {temperature:.4g} is at a bound of its fit [{low:g}, "
+            f"{high:g}]: the validation scores did not calibrate (a model that separates "
+            "nothing gives about 0.5 everywhere); check the run's val/auroc")
+
+
 def _bce(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     z = logits / temperature
     # log(1 + exp(-|z|)) + max(z, 0) - y z: the numerically stable binary cross-entropy.

@@ -29,7 +29,7 @@ from calcinet.config import ConfigError
 from calcinet.data.datamodule import CalciDataModule
 from calcinet.evaluation import EvaluationError, plots
 from calcinet.evaluation.breakdown import breakdowns
-from calcinet.evaluation.calibration import calibration_effect
+from calcinet.evaluation.calibration import bound_note, calibration_effect
 from calcinet.evaluation.metrics import (
     THRESHOLD_METRICS,
     BootstrapResult,
@@ -531,7 +531,8 @@ def _update_model_card(report: dict[str, Any], model: LoadedModel) -> dict[str, 
 
 
 def _notes(report: Mapping[str, Any], model: LoadedModel, split: str) -> list[str]:
-    notes = []
+    notes = [note[0].upper() + note[1:] + "." for note in [bound_note(model.temperature)]
+             if note]
     trained_on = model.identity.get("data_fingerprint")
     here = report["data"].get("fingerprint")
     if split in ("train", "val"):

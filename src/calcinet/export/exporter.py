@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calcinet.evaluation.calibration import TEMPERATURE_BOUNDS, at_bound
+from calcinet.evaluation.calibration import bound_note
 from calcinet.export.card import card_path, render
 from calcinet.export.checkpoint import ExportError, load_module, read_checkpoint
 from calcinet.export.metadata import build_metadata
@@ -139,14 +139,7 @@ def _export(
     batch = check_batch(info.patch_size, max(2, parity_patches), seed)
     with _timed(seconds, "TorchScript"):
         scripted, method = to_torchscript(model, batch)
-    notes: list[str] = []
-    if at_bound(temperature):
-        low, high = TEMPERATURE_BOUNDS
-        notes.append(
-            f"calibration temperature {temperature:.4g} is at a bound of its fit "
-            f"[{low:g}, {high:g}]: the validation scores did not calibrate (a model that "
-            "separates nothing gives about 0.5 everywhere); check the run's val/auroc"
-        )
+    notes = [note for note in [bound_note(temperature)] if note]
     if method != "script":
         notes.append(f"TorchScript by {method}")
     program = None
