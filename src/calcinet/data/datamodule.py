@@ -231,12 +231,16 @@ class CalciDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def evaluation_loader(self, split: str) -> DataLoader:
+    def evaluation_loader(self, split: str, windowed: bool = True) -> DataLoader:
         """An unshuffled, unaugmented loader over ``split`` (``train``, ``val``, ``test`` or
-        ``all``) of this fold, in :meth:`records` order: what ``calcinet-evaluate`` reads."""
-        if split in ("val", "test"):
+        ``all``) of this fold, in :meth:`records` order: what ``calcinet-evaluate`` reads.
+        ``windowed=False``: the patches in HU, as ``calcinet-predict`` gives them to an
+        exported model (read once, not cached)."""
+        if windowed and split in ("val", "test"):
             return self._loader(split, shuffle=False)
-        return DataLoader(Dataset(self.records(split), self.transforms("val")),
+        chain = build_transforms(self.source.load_transforms(), self.patch_size, self.spacing,
+                                 self.hu_window, windowed=windowed)
+        return DataLoader(Dataset(self.records(split), chain),
                           batch_size=self.batch_size, shuffle=False,
                           num_workers=self.num_workers, pin_memory=self.pin_memory)
 

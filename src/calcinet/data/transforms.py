@@ -151,14 +151,17 @@ class CutPatchd(MapTransform):
 
 
 def prepare_transforms(
-    patch_size: Sequence[int], spacing: Sequence[float], hu_window: Sequence[float]
+    patch_size: Sequence[int], spacing: Sequence[float], hu_window: Sequence[float],
+    windowed: bool = True,
 ) -> list[Transform]:
-    """Cut the patch and window it: the deterministic part of every chain."""
+    """Cut the patch and window it: the deterministic part of every chain. ``windowed=False``
+    keeps the patch in HU (what an exported model takes: it windows inside)."""
     low, high = (float(v) for v in hu_window)
-    return [
-        CutPatchd(patch_size, spacing, pad_value_hu((low, high))),
-        ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
-    ]
+    chain: list[Transform] = [CutPatchd(patch_size, spacing, pad_value_hu((low, high)))]
+    if windowed:
+        chain.append(ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0,
+                                          b_max=1.0, clip=True))
+    return chain
 
 
 def build_transforms(
@@ -167,9 +170,14 @@ def build_transforms(
     spacing: Sequence[float],
     hu_window: Sequence[float],
     augment: Mapping[str, float] | None = None,
+    windowed: bool = True,
 ) -> Compose:
-    """The whole chain: ``load`` + prepare (+ augment when ``augment`` is not None) + to tensor."""
-    chain: list[Transform] = [*load, *prepare_transforms(patch_size, spacing, hu_window)]
+    """The whole chain: ``load`` + prepare (+ augment when ``augment`` is not None) + to tensor;
+    ``windowed=False``: patches in HU, not windowed (no augmentation then)."""
+    if augment is not None and not windowed:
+        raise ValueError("augmentation works on windowed patches; expected windowed=True")
+    chain: list[Transform] = [*load, *prepare_transforms(patch_size, spacing, hu_window,
+                                                         windowed)]
     if augment is not None:
         chain += augment_transforms(hu_window, **dict(augment))
     chain.append(EnsureTyped(keys="image", dtype=torch.float32, track_meta=False))

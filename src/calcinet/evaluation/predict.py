@@ -1,8 +1,10 @@
 """Run a model over an evaluation set: a Lightning checkpoint or an exported TorchScript model.
 
-Both kinds are wrapped in :class:`LoadedModel`, which takes the DataModule's windowed patches
-(``[N, 1, X, Y, Z]`` in [0, 1]) and returns malignancy probabilities, and which carries what the
-model was trained with (patch size, spacing, HU window) and the thresholds stored with it.
+Both kinds are wrapped in :class:`LoadedModel`, which takes the DataModule's patches
+(``[N, 1, X, Y, Z]``: windowed to [0, 1] for a checkpoint, in HU for an exported model, which
+windows inside, exactly as ``calcinet-predict`` feeds it) and returns malignancy probabilities,
+and which carries what the model was trained with (patch size, spacing, HU window) and the
+thresholds stored with it.
 
 This is the one module of :mod:`calcinet.evaluation` that needs Lightning (to rebuild a
 checkpoint); it is imported only when a checkpoint is loaded.
@@ -37,9 +39,10 @@ TTA_FLIPS: tuple[tuple[int, ...], ...] = tuple(
 class LoadedModel:
     """A model ready to evaluate.
 
-    ``predict`` maps windowed patches to (calibrated) probabilities; ``temperature`` is the
-    calibration inside them (1.0: none); ``network`` is the eager network (windowed patch ->
-    ``[N, 1]`` logit) when there is one (checkpoints), for Grad-CAM.
+    ``predict`` maps patches to (calibrated) probabilities: windowed ones, or HU ones when
+    ``takes_hu`` (an exported model, which windows inside, gets what ``calcinet-predict`` gives
+    it); ``temperature`` is the calibration inside them (1.0: none); ``network`` is the eager
+    network (windowed patch -> ``[N, 1]`` logit) when there is one (checkpoints), for Grad-CAM.
     """
 
     kind: str
@@ -54,6 +57,7 @@ class LoadedModel:
     network: nn.Module | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
+    takes_hu: bool = False
 
     @property
     def training_run_id(self) -> str | None:
@@ -143,12 +147,9 @@ def load_exported(path: Path, device: torch.device) -> LoadedModel:
     except ModelLoadError as error:
         raise EvaluationError(str(error).replace("--model-path ", "model_path=", 1)) from None
     info, doc = exported.info, exported.info.raw
-    low, high = info.hu_window
 
-    def predict(image: torch.Tensor) -> torch.Tensor:
-        # Batches are windowed to [0, 1]; the exported model windows raw HU itself, and inside
-        # the window this is exactly the HU it expects (outside, both clip).
-        return exported(image * (high - low) + low).reshape(-1)
+    def predict(image: torch.Tensor) -> torch.Tensor:  # HU patches, as predict feeds them
+        return exported(image).reshape(-1)
 
     training = doc.get("training") or {}
     identity = {
@@ -172,6 +173,7 @@ def load_exported(path: Path, device: torch.device) -> LoadedModel:
         class_names=info.class_names,
         identity=identity,
         temperature=float((doc.get("calibration") or {}).get("temperature", 1.0)),
+        takes_hu=True,
     )
 
 
@@ -217,7 +219,8 @@ def predict_loader(
     tta: bool = False,
 ) -> pd.DataFrame:
     """One row per sample: ``id, path, label, probability`` (+ ``probability_tta``) and the
-    metadata fields of the batches, in loader order.
+    metadata fields of the batches, in loader order. The batches' images are what ``model``
+    takes (windowed patches, or HU patches when ``model.takes_hu``).
 
     ``records`` (the source's records of the split, in the same order) supply the file path of
     samples read from disk when the batches no longer carry it.

@@ -259,6 +259,9 @@ def _error_montage(
     order = np.lexsort((wrong["id"].to_numpy(), -confidence))[: int(cfg.gradcam.num_errors)]
     positions = wrong.index[order].to_list()
     images = torch.stack([torch.as_tensor(loader.dataset[i]["image"]) for i in positions]).float()
+    if model.takes_hu:  # pictures show the window the model was trained with
+        low, high = (float(v) for v in cfg.data.hu_window)
+        images = ((images - low) / (high - low)).clamp(0.0, 1.0)
     classes = predictions.loc[positions, "prediction"].astype(int).tolist()
     names = model.class_names
     threshold = model.threshold
@@ -350,7 +353,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = str(cfg.split)
     datamodule = instantiate(cfg.data)
     _check_counts(datamodule.class_counts(split), split, cfg)
-    loader = datamodule.evaluation_loader(split)
+    # An exported model gets HU patches, as calcinet-predict gives them (it windows inside).
+    loader = datamodule.evaluation_loader(split, windowed=not model.takes_hu)
     records = datamodule.records(split)
     tta = bool(cfg.tta)
     log.info(
