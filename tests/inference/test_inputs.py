@@ -236,3 +236,23 @@ def test_each_scan_is_read_once_and_rows_keep_their_order(
             r.probability if isinstance(r, Prediction) else r.path for r in reference]
     alone = list(predict(model, [requests[3]], workers=0))[0]
     assert alone.probability == pytest.approx(reference[3].probability, abs=1e-6)
+
+
+def test_a_scan_given_as_its_own_mask_is_refused(tiny_export: ExportResult,
+                                                 tmp_path: Path) -> None:
+    # The lung CT in HU on its own grid: every non-air voxel would be "foreground", the body one
+    # component. A label map holds whole numbers >= 0; HU go down to -1024.
+    import nrrd
+
+    values, _ = nrrd.read(str(real(LUNG)), index_order="F")
+    done = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
+                    str(real(LUNG)), "--mask", str(real(LUNG)), "--output-path",
+                    str(tmp_path / "out.csv")], cwd=tmp_path)
+    assert done.returncode == 1
+    negative = int((values < 0).sum())
+    line = next(line for line in done.stderr.splitlines() if "mask" in line)
+    assert line.startswith(f"calcinet: error: {real(LUNG)}: mask {real(LUNG)}: {negative} voxels "
+                           "hold values that are no labels (such as ")
+    assert line.endswith(f"the mask spans {values.min():g} to {values.max():g}); expected a "
+                         "label map of whole numbers >= 0 (0 background): is this the scan, or a "
+                         "probability map to threshold first?")

@@ -75,7 +75,9 @@ def mask_findings(mask: Volume, grid: tuple[Sequence[int], np.ndarray] | None = 
         grid: ``(shape, affine)`` of the image the findings are in; the mask must lie on it.
 
     Raises:
-        MaskError: the mask is not on ``grid``, or has no foreground voxel.
+        MaskError: the mask is not on ``grid``, holds values that are no labels (negative,
+            fractional or not finite: a scan in HU or a probability map), or has no
+            foreground voxel.
     """
     from scipy import ndimage
 
@@ -83,7 +85,16 @@ def mask_findings(mask: Volume, grid: tuple[Sequence[int], np.ndarray] | None = 
         raise MaskError(f"the mask's grid ({_grid_text(mask.shape, mask.affine)}) is not the "
                         f"image's ({_grid_text(*grid)}); expected a label map saved on the "
                         "image's grid")
-    foreground = np.isfinite(mask.array) & (mask.array != 0)
+    values = np.asarray(mask.array)
+    unlabelled = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+    if unlabelled.any():
+        example = float(values[unlabelled].flat[0])
+        raise MaskError(f"{int(unlabelled.sum())} voxels hold values that are no labels (such as "
+                        f"{example:g}; the mask spans {float(np.nanmin(values)):g} to "
+                        f"{float(np.nanmax(values)):g}); expected a label map of whole numbers "
+                        ">= 0 (0 background): is this the scan, or a probability map to "
+                        "threshold first?")
+    foreground = values != 0
     labels, count = ndimage.label(foreground, structure=ndimage.generate_binary_structure(3, 3))
     if count == 0:
         raise MaskError("no foreground voxel (every value is 0); expected a label map with "
