@@ -242,3 +242,9 @@ def test_check_reports_and_sets_the_exit_status(tmp_path: Path,
                              str(good)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no problems; 12 findings (train " in result.stdout
+    # Clean rows, unusable splits (all benign): the first line does not say "no problems".
+    benign = write_manifest(tmp_path / "benign.csv", [{**r, "label": 0} for r in rows])
+    assert check_main([str(benign)]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"{benign}: no problems in the rows; 12 findings (train ")
+    assert printed[1].startswith("  the train split holds 8 benign and 0 malignant findings")

@@ -536,9 +536,12 @@ def check_manifest(manifest: str | Path, purpose: str = "training",
     except ValueError as error:
         print(f"check_manifest: error: {error}")
         return 2
-    print(source.validation_report())
     counts = {split: source.class_counts(split) for split in SPLITS}
     problems = split_problems(counts, PURPOSES[purpose]) if source.n_rows else []
+    report = source.validation_report()
+    if problems:  # the rows are fine; the splits are not (as training's data.validate_only says)
+        report = report.replace(": no problems;", ": no problems in the rows;", 1)
+    print(report)
     for line in problems:
         print(f"  {line}")
     return 1 if source.problems or problems else 0
