@@ -561,8 +561,8 @@ def _notes(report: Mapping[str, Any], model: LoadedModel, split: str) -> list[st
                      "they are listed in artifacts/skipped_rows.csv.")
     if report["bootstrap"]["unit"] == "patient":
         notes.append(
-            "Intervals resample patients (cluster bootstrap): samples of one patient "
-            "are not independent."
+            "Intervals resample patients (cluster bootstrap; a manifest without patient_id "
+            "makes each image file one): samples of one patient are not independent."
         )
     for name, count in report["bootstrap"]["undefined_resamples"].items():
         notes.append(
