@@ -19,11 +19,16 @@ from calcinet.export import ExportResult
 from tests.helpers import popen_cli, run_cli
 
 
+def _phantom_data(folder: Path, count: int) -> Path:
+    """``count`` phantom patches of 24^3 at 1.5 mm in ``folder/images``, with their manifest."""
+    write_dataset(folder, count, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    return folder
+
+
 def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
     tiny_export: ExportResult, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    write_dataset(data, 4, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 4)
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(b"\x1f\x8bnot an image")
     out = tmp_path / "predictions.csv"
@@ -106,8 +111,7 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
 def test_old_option_spellings_still_work_with_one_warning_each(
     tiny_export: ExportResult, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 2)
     new, old = tmp_path / "new.csv", tmp_path / "old.csv"
     common = [str(data / "images"), "--batch-size", "2"]
     done_new = run_cli(["calcinet-predict", "--model-path", str(tiny_export.torchscript),
@@ -177,8 +181,7 @@ def test_an_output_path_that_cannot_take_the_rows_exits_2_before_anything_is_rea
     image (a file a folder INPUT, a manifest or a mask names) or log file name, or a path under a
     file as --output-path: one line and exit 2 before the model is loaded or a scan read (a model
     that cannot be loaded gets the same line), nothing written."""
-    data = tmp_path / "data"
-    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 2)
     folder = tmp_path / "rows"
     folder.mkdir()
     model = tmp_path / "model.ts"
@@ -229,8 +232,7 @@ def test_sigterm_keeps_the_rows_written_so_far(tiny_export: ExportResult, tmp_pa
                                                workers: str) -> None:
     # Rows reach the CSV as they are predicted; a SIGTERM midway leaves them there, in input
     # order, says so in one line (also in the log) and exits 143.
-    data = tmp_path / "data"
-    write_dataset(data, 1, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 1)
     (image,) = (data / "images").glob("*.nii.gz")
     many = tmp_path / "many"
     many.mkdir()
@@ -268,8 +270,7 @@ def test_a_closed_stdout_does_not_stop_a_run_that_writes_files(
 ) -> None:
     # `calcinet-predict ... --output-path rows.csv | head -1`: the rows and the log are files,
     # the terminal only echoes the messages; its reader leaving stops nothing.
-    data = tmp_path / "data"
-    write_dataset(data, 3, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 3)
     out = tmp_path / "rows.csv"
     process = popen_cli(
         ["calcinet-predict", "--model-path", str(tiny_export.torchscript), str(data / "images"),
@@ -298,8 +299,7 @@ def test_a_centre_with_only_manifests_is_refused(tiny_export: ExportResult,
 def test_a_run_that_predicts_nothing_leaves_an_earlier_csv_as_it_was(
     tiny_export: ExportResult, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    write_dataset(data, 2, 0, phantom_config((24, 24, 24), (1.5, 1.5, 1.5)))
+    data = _phantom_data(tmp_path / "data", 2)
     model = tiny_export.torchscript
     rows = tmp_path / "rows.csv"
     first = run_cli(["calcinet-predict", "--model-path", str(model), str(data / "images"),

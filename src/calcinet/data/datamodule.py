@@ -158,12 +158,13 @@ class CalciDataModule(L.LightningDataModule):
         counts = Counter(int(r["label"]) for r in self.records(split))
         return {0: counts.get(0, 0), 1: counts.get(1, 0)}
 
-    def transforms(self, split: str):
-        """The MONAI chain of ``split`` (augmented for ``"train"`` with ``augment_on="loader"``)."""
+    def transforms(self, split: str, windowed: bool = True):
+        """The MONAI chain of ``split`` (augmented for ``"train"`` with ``augment_on="loader"``);
+        ``windowed=False``: patches in HU (:func:`calcinet.data.transforms.build_transforms`)."""
         per_sample = split == "train" and self.augment_on == "loader"
         return build_transforms(
             self.source.load_transforms(), self.patch_size, self.spacing, self.hu_window,
-            augment=self.augment if per_sample else None,
+            augment=self.augment if per_sample else None, windowed=windowed,
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -238,9 +239,7 @@ class CalciDataModule(L.LightningDataModule):
         exported model (read once, not cached)."""
         if windowed and split in ("val", "test"):
             return self._loader(split, shuffle=False)
-        chain = build_transforms(self.source.load_transforms(), self.patch_size, self.spacing,
-                                 self.hu_window, windowed=windowed)
-        return DataLoader(Dataset(self.records(split), chain),
+        return DataLoader(Dataset(self.records(split), self.transforms("val", windowed)),
                           batch_size=self.batch_size, shuffle=False,
                           num_workers=self.num_workers, pin_memory=self.pin_memory)
 

@@ -40,6 +40,7 @@ from calcinet.data.splits import (
     first_keeping_ratio,
     split_problems,
     stratified_patient_split,
+    with_split_problems,
 )
 from calcinet.data.validation import (
     DataValidationError,
@@ -538,10 +539,5 @@ def check_manifest(manifest: str | Path, purpose: str = "training",
         return 2
     counts = {split: source.class_counts(split) for split in SPLITS}
     problems = split_problems(counts, PURPOSES[purpose]) if source.n_rows else []
-    report = source.validation_report()
-    if problems:  # the rows are fine; the splits are not (as training's data.validate_only says)
-        report = report.replace(": no problems;", ": no problems in the rows;", 1)
-    print(report)
-    for line in problems:
-        print(f"  {line}")
+    print(with_split_problems(source.validation_report(), problems))
     return 1 if source.problems or problems else 0

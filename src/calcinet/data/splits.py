@@ -132,3 +132,12 @@ def split_problems(counts: dict[str, dict[int, int]], needed: Sequence[str],
                 "data.split_seed, data.val_fraction, data.fold_seed, data.source.num_val); an "
                 "evaluation-only set needs no train or val split")
     return found
+
+
+def with_split_problems(report: str, problems: Sequence[str], prefix: str = "") -> str:
+    """A source's validation report followed by its :func:`split_problems`, one indented line
+    each after ``prefix``: when only the splits are unusable, the report's "no problems" becomes
+    "no problems in the rows" (``calcinet-check-manifest`` and ``data.validate_only=true``)."""
+    if problems:
+        report = report.replace(": no problems;", ": no problems in the rows;", 1)
+    return "\n".join([report, *(f"  {prefix}{line}" for line in problems)])

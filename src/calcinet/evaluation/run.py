@@ -260,8 +260,9 @@ def _error_montage(
     positions = wrong.index[order].to_list()
     images = torch.stack([torch.as_tensor(loader.dataset[i]["image"]) for i in positions]).float()
     if model.takes_hu:  # pictures show the window the model was trained with
-        low, high = (float(v) for v in cfg.data.hu_window)
-        images = ((images - low) / (high - low)).clamp(0.0, 1.0)
+        from calcinet.export.wrapper import window_hu
+
+        images = window_hu(images, *(float(v) for v in cfg.data.hu_window))
     classes = predictions.loc[positions, "prediction"].astype(int).tolist()
     names = model.class_names
     threshold = model.threshold

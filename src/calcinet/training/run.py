@@ -34,7 +34,7 @@ import calcinet
 from calcinet import __version__, progress
 from calcinet.config import ConfigError, validate_train_config
 from calcinet.data.datamodule import CalciDataModule
-from calcinet.data.splits import PURPOSES, SPLITS, split_problems
+from calcinet.data.splits import PURPOSES, SPLITS, split_problems, with_split_problems
 from calcinet.sweeps.trial import SweepTrial
 from calcinet.tracking import RUN_ID_FILE, git_commit
 from calcinet.training.checkpoints import BEST, best_saved, newest_last
@@ -203,12 +203,9 @@ def data_report(cfg: DictConfig) -> tuple[str, bool]:
     datamodule: CalciDataModule = instantiate(cfg.data)
     counts = {split: datamodule.class_counts(split) for split in PURPOSES["training"]}
     problems = split_problems(counts, PURPOSES["training"])
-    report = datamodule.source.validation_report()
-    if problems:  # the rows are fine; the splits are not (an evaluation-only set, say)
-        report = report.replace(": no problems;", ": no problems in the rows;", 1)
-    lines = [report,
-             *(f"  not usable for training: {line}" for line in problems)]
-    return "\n".join(lines), not (datamodule.source.problems or problems)
+    report = with_split_problems(datamodule.source.validation_report(), problems,
+                                 "not usable for training: ")
+    return report, not (datamodule.source.problems or problems)
 
 
 # -- the pieces --
