@@ -26,6 +26,11 @@ from tests.inference.conftest import (
 )
 
 
+# Names of the findings whose rows give no id: the row as written, the mask's component after '#'.
+NODULE = f"{LUNG}@mask:{LUNG_MASK}#1"
+LUNG_LPS = f"{LUNG}@lps:-60,-140,-600"
+
+
 def _manifest(folder: Path) -> Path:
     filler = patch_rows(folder, 8)
     for row, split in zip(filler, ["train", "train", "val", "val", "test", "test", "test",
@@ -34,12 +39,13 @@ def _manifest(folder: Path) -> Path:
     findings = [
         {"path": str(real(AXIAL)), "center_x": 0.0, "center_y": 40.0, "center_z": 760.0,
          "coord_space": "lps", "label": "malignant", "id": "axial"},
-        {"path": str(real(LUNG)), "mask": str(real(LUNG_MASK)), "label": "benign",
-         "id": "nodule"},
+        # No id: both commands name these findings from the row (NODULE and LUNG_LPS below).
+        {"path": str(real(LUNG)), "mask": str(real(LUNG_MASK)), "label": "benign"},
         {"path": str(real(LUNG)), "center_x": -60.0, "center_y": -140.0, "center_z": -600.0,
-         "coord_space": "lps", "label": "malignant", "id": "lung"},
+         "coord_space": "lps", "label": "malignant"},
     ]
-    rows = filler + [{**f, "split": "test", "patient_id": f["id"]} for f in findings]
+    rows = filler + [{**f, "split": "test", "patient_id": f.get("id", "lung-ct")}
+                     for f in findings]
     return write_manifest(folder / "manifest.csv", rows)
 
 
@@ -58,7 +64,8 @@ def _evaluate_and_predict(model: Path, manifest: Path, folder: Path
     with (folder / "predict.csv").open() as handle:
         by_predict = {r["id"]: float(r["probability"]) for r in csv.DictReader(handle)}
     assert len(by_evaluate) == 7  # the test split: 4 patches, 3 findings in real scans
-    assert {"axial", "nodule#1", "lung"} <= set(by_evaluate.index)
+    assert {"axial", NODULE, LUNG_LPS} <= set(by_evaluate.index)
+    assert set(by_evaluate.index) <= set(by_predict)  # one name per finding on both paths
     return by_evaluate["probability"], by_predict
 
 
@@ -97,5 +104,5 @@ def test_evaluate_gives_an_exported_model_the_hu_predict_gives_it(tmp_path: Path
     for finding, probability in by_evaluate.items():
         assert by_predict[finding] == pytest.approx(probability, abs=1e-7), finding
     # The lung finding's patch holds air: below the window, so clipping would have shown.
-    assert by_evaluate["lung"] == pytest.approx(torch.sigmoid(torch.tensor(-1.0)).item(),
+    assert by_evaluate[LUNG_LPS] == pytest.approx(torch.sigmoid(torch.tensor(-1.0)).item(),
                                                 abs=0.03)

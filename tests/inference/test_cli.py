@@ -81,12 +81,15 @@ def test_predicts_a_folder_of_nifti_patches_and_reports_bad_inputs(
                                    f"{float(threshold)!r}:", "malignant", "at", "probability",
                                    ">=", "threshold)"]
     table = [line.split() for line in done.stdout.splitlines()]
-    # Manifest rows with a label: the truth as 0/1 (as in calcinet-evaluate's predictions.csv).
-    assert table[0] == ["path", "label", "probability", "prediction", "predicted_label",
+    # Manifest rows with a label: the truth as 0/1, and each finding named as calcinet-evaluate's
+    # predictions.csv names it (a row without id nor centre: its path as written).
+    assert table[0] == ["id", "path", "label", "probability", "prediction", "predicted_label",
                         "warning"]
     with (data / "manifest.csv").open() as handle:
-        truth = [("benign", "malignant").index(r["label"]) for r in csv.DictReader(handle)]
-    assert [int(line[1]) for line in table[1:]] == truth
+        written = list(csv.DictReader(handle))
+    truth = [("benign", "malignant").index(r["label"]) for r in written]
+    assert [int(line[2]) for line in table[1:]] == truth
+    assert [line[0] for line in table[1:]] == [r["path"] for r in written]
     assert len(table) == 5
 
     # --output-path -: the same rows as CSV on stdout, no log file.

@@ -245,7 +245,7 @@ class ManifestSource:
 
         parsed: dict[str, Any] = {"line": line, "row": row, "file": None, "format": None,
                                   "center": [], "coord_space": "", "spacing": self.npy_spacing,
-                                  "mask": None, "component": None}
+                                  "mask": None, "component": None, "id": None}
         location, problems = parse_location(row, self.path.parent)
         for column, message in problems:
             problem(column, message)
@@ -254,7 +254,8 @@ class ManifestSource:
                           center=list(location.center or []),
                           coord_space=location.coord_space if location.center else "",
                           mask=location.mask.resolve() if location.mask else None,
-                          spacing=list(location.npy_spacing or self.npy_spacing))
+                          spacing=list(location.npy_spacing or self.npy_spacing),
+                          id=location.id)
         label = LABELS.get(row["label"].lower())
         if label is None:
             problem("label", "unknown label; expected benign, malignant, 0 or 1")
@@ -267,8 +268,6 @@ class ManifestSource:
         if "patient_id" in row and not row["patient_id"]:
             problem("patient_id", "empty; expected a patient identifier (leave the column out "
                                   "to keep findings of one image file together instead)")
-        if "id" in row and not row["id"]:
-            problem("id", "empty; expected a unique identifier")
         return parsed
 
     def _facts(self, file: Path, spacing: list[float]) -> ImageFacts | str:
@@ -410,13 +409,8 @@ class ManifestSource:
 
     def _record(self, r: dict[str, Any], split: str, kinds: dict[str, type]) -> dict[str, Any]:
         row = r["row"]
-        where = ",".join(f"{v:g}" for v in r["center"])
-        if r["component"] is not None:  # the mask names the findings, as a centre does
-            named = row.get("id") or f"{row['path']}@mask:{row['mask']}"
-            record_id = f"{named}#{r['component']}"
-        else:
-            record_id = row.get("id") or (
-                f"{row['path']}@{r['coord_space']}:{where}" if r["center"] else row["path"])
+        # The name calcinet-predict gives the same row (imaging.rows.finding_id).
+        record_id = r["id"] if r["component"] is None else f"{r['id']}#{r['component']}"
         meta = {c: _cast(row[c], kind) for c, kind in kinds.items()}
         record = {
             "id": record_id,

@@ -30,7 +30,8 @@ class Location:
 
     ``component`` is set on the findings a mask gives (1-based, see
     :func:`calcinet.imaging.mask_findings`); ``npy_spacing`` is the row's own voxel size (mm) of
-    an ``.npy`` file, None for the default; ``id`` is the row's ``id`` column, if any; ``source``
+    an ``.npy`` file, None for the default; ``id`` names a manifest row's finding (its ``id``
+    column, or :func:`finding_id`'s name), None for a file given directly; ``source``
     names the manifest line it came from (``manifest.csv:5``), None for a file given directly;
     ``label`` is the row's truth (0 benign, 1 malignant) when the manifest gives one.
     """
@@ -134,4 +135,23 @@ def parse_location(row: Mapping[str, str], base: Path, default_space: str | None
     if problems:
         return None, problems
     return Location(path, center, space, mask, spacing,  # type: ignore[arg-type]
-                    id=row.get("id", "").strip() or None), problems
+                    id=finding_id(row, center, space)), problems
+
+
+def finding_id(row: Mapping[str, str], center: tuple[float, float, float] | None,
+               coord_space: str) -> str:
+    """The name of a manifest row's finding, the same in ``calcinet-evaluate``'s predictions and
+    ``calcinet-predict``'s rows: the row's ``id`` when given, else built from the row as written:
+    ``<path>@<coord_space>:x,y,z`` for a centre (``%g`` numbers), ``<path>@mask:<mask>`` for a
+    mask, ``<path>`` for an image that is the patch. A mask's findings add ``#N`` (the
+    component) to it, so two masks on one scan never name a finding alike.
+    """
+    given = row.get("id", "").strip()
+    if given:
+        return given
+    path = row.get("path", "").strip()
+    if row.get("mask", "").strip():
+        return f"{path}@mask:{row['mask'].strip()}"
+    if center is not None:
+        return f"{path}@{coord_space}:{','.join(f'{v:g}' for v in center)}"
+    return path
