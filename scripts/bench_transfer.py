@@ -35,9 +35,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from calcinet.data.phantom import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
+from calcinet.data.phantom.config import RENDERERS
 
 BIN = Path(sys.executable).parent
-FAMILIES = ("voxel", "implicit")
 
 
 def _run(cmd: list[str], log: Path) -> None:
@@ -79,8 +79,9 @@ def main() -> None:
         "--directions",
         nargs="+",
         default=["voxel:implicit", "implicit:voxel"],
-        help="TRAIN:TEST renderer pairs; the same family on both sides (voxel:voxel) gives only "
-             "the in-family baseline",
+        help="TRAIN:TEST renderer families; TRAIN may join several with '+' (trained on their "
+             "mix, equal weights: voxel+growth:implicit tests on a family held out); the same "
+             "family on both sides (voxel:voxel) gives only the in-family baseline",
     )
     ap.add_argument("--num-test", type=int, default=800, help="test findings per evaluation")
     ap.add_argument("--test-seed", type=int, default=7, help="dataset seed of the test sets")
@@ -99,8 +100,9 @@ def main() -> None:
     pairs = []
     for d in args.directions:
         a, _, b = d.partition(":")
-        if a not in FAMILIES or b not in FAMILIES:
-            ap.error(f"--directions: {d!r} is not TRAIN:TEST with both among {list(FAMILIES)}")
+        if not set(a.split("+")) <= set(RENDERERS) or b not in RENDERERS:
+            ap.error(f"--directions: {d!r} is not TRAIN:TEST with TRAIN one family or several "
+                     f"joined by '+' and TEST one family, among {list(RENDERERS)}")
         pairs.append((a, b))
 
     extra = []
@@ -146,7 +148,7 @@ def main() -> None:
                 [
                     str(BIN / "calcinet-train"),
                     f"hydra.run.dir={run}",
-                    f"data.source.phantom.renderers=[{a}]",
+                    f"data.source.phantom.renderers=[{a.replace('+', ',')}]",
                     "quiet=true",
                     *args.overrides,
                 ],
@@ -156,7 +158,7 @@ def main() -> None:
         # What the reused or new training was: its minutes and its overrides.
         seconds, _, recipe = done.read_text().partition("\n")
         trained[a] = (float(seconds.split()[0]), recipe.strip())
-        for fam in dict.fromkeys((a, b)):
+        for fam in dict.fromkeys((*a.split("+"), b)):
             if (a, fam) in results:
                 continue
             results[(a, fam)] = evaluate(a, ckpt, fam)
@@ -165,7 +167,7 @@ def main() -> None:
         for fam in test_families:
             results[(label, fam)] = evaluate(label, path, fam)
 
-    cols = [(a, f) for a, b in pairs for f in dict.fromkeys((a, b))]
+    cols = [(a, f) for a, b in pairs for f in dict.fromkeys((*a.split("+"), b))]
     cols = list(dict.fromkeys(cols)) + [(label, f) for label, _ in extra for f in test_families]
     head = " | ".join(f"train {a} -> test {f}" for a, f in cols)
     lines = [

@@ -7,19 +7,33 @@ normalised to tuples, which keeps the dataclass hashable and frozen.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
 
 KERNELS = ("smooth", "sharp")
-# Renderer families: "voxel" (SDF painting, separable-filter CT model) and "implicit" (implicit
-# shapes and point clouds, frequency-domain CT model; calcinet.data.phantom.implicit).
-RENDERERS = ("voxel", "implicit")
+# Renderer families: "voxel" (SDF painting, separable-filter CT model: this package's own painters)
+# and the families written apart from it, each a module with one interface (COVERED,
+# sample_morphology, sample_nuisance, render_layers, render_deposits, acquire): "implicit"
+# (implicit shapes and point clouds, frequency-domain CT model).
+FAMILY_MODULES = {"implicit": "calcinet.data.phantom.implicit"}
+RENDERERS = ("voxel", *FAMILY_MODULES)
 MIN_PATCH_SIZE = 16
+
+
+def family(name: str) -> ModuleType:
+    """The module of renderer family ``name`` (one of ``FAMILY_MODULES``), imported on first use.
+
+    Raises:
+        KeyError: ``name`` is "voxel" (no module of its own) or no family.
+    """
+    return importlib.import_module(FAMILY_MODULES[name])
 
 
 def _err(name: str, value: Any, expected: str) -> ValueError:
@@ -83,8 +97,7 @@ class PhantomConfig:
     or a dict id -> weight). `difficulty` in [0, 1] moves each confounder pair closer together.
     `label_noise` flips the emitted label with that probability (the truth stays in `true_label`).
     `renderers` names the renderer families drawn from (a name, a list of names or a dict name ->
-    weight, among "voxel" and "implicit"); each sample's family is drawn among those that cover its
-    pattern. The remaining fields are the ranges of the nuisance factors, drawn identically for
+    weight, among `RENDERERS`); each sample's family is drawn among those that cover its pattern. The remaining fields are the ranges of the nuisance factors, drawn identically for
     both classes.
     Real backgrounds: `backgrounds` lists CT scans (NIfTI, NRRD files or DICOM series folders);
     `real_background_fraction` of the samples, drawn independently of the class, show their
@@ -263,11 +276,8 @@ class PhantomConfig:
         for name, w in self.renderer_weights().items():
             if w <= 0:
                 continue
-            if name == "implicit":
-                from calcinet.data.phantom.implicit import COVERED
-
-                if pattern not in COVERED:
-                    continue
+            if name != "voxel" and pattern not in family(name).COVERED:
+                continue
             out[name] = w
         return out
 

@@ -58,7 +58,7 @@ def montage_figure(
     each) and the axial, coronal and sagittal slices through the lesion centre in ``window``
     (level, width HU), orientation letters on every slice.
 
-    ``renderer`` ("voxel" or "implicit") draws every row with that family; None keeps the
+    ``renderer`` (one of ``RENDERERS``) draws every row with that family; None keeps the
     config's own ``renderers``.
 
     Raises:

@@ -7,8 +7,8 @@ seed come from separate child streams of `SeedSequence([seed, index])`, so the n
 not even see which class or pattern was chosen: they are identically distributed by construction.
 One flag is set once the pattern is known: `bone_in_patch` (0: a pattern whose bone is only a
 neighbour leaves it out), with the same probability for every such pattern of either class.
-The renderer family (`params["renderer"]`, "voxel" or "implicit") comes from a fifth child stream,
-drawn after the pattern among the config's families that cover it.
+The renderer family (`params["renderer"]`: "voxel" or one of `config.FAMILY_MODULES`) comes from a
+fifth child stream, drawn after the pattern among the config's families that cover it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from calcinet.data.phantom.backgrounds import background_patch, draw_location, insert_finding
 from calcinet.data.phantom.benign import BENIGN
-from calcinet.data.phantom.config import PhantomConfig
+from calcinet.data.phantom.config import FAMILY_MODULES, RENDERERS, PhantomConfig, family
 from calcinet.data.phantom.malignant import MALIGNANT
 from calcinet.data.phantom.patterns import (
     BENIGN_PATTERNS,
@@ -177,13 +177,10 @@ def sample_params(
     names = list(families)
     w = np.array([families[n] for n in names])
     renderer = names[int(np.random.default_rng(s_renderer).choice(len(names), p=w / w.sum()))]
-    if renderer == "implicit":
-        from calcinet.data.phantom import implicit
-
-        morph = implicit.sample_morphology(
-            pattern, np.random.default_rng(s_morph), config.difficulty
-        )
-        nuisance = implicit.sample_nuisance(np.random.default_rng(s_nuis), config)
+    if renderer != "voxel":
+        module = family(renderer)
+        morph = module.sample_morphology(pattern, np.random.default_rng(s_morph), config.difficulty)
+        nuisance = module.sample_nuisance(np.random.default_rng(s_nuis), config)
     else:
         sampler, _ = LESIONS[pattern]
         morph = sampler(np.random.default_rng(s_morph), config.difficulty)
@@ -216,20 +213,24 @@ def render(params: dict[str, Any], config: PhantomConfig | None = None) -> np.nd
     acquisition model; the scanner nuisance factors then go unused."""
     config = PhantomConfig() if config is None else config
     pattern = params.get("pattern")
-    if params.get("renderer", "voxel") == "implicit":
-        from calcinet.data.phantom import implicit
-
-        if pattern not in implicit.COVERED:
+    renderer = params.get("renderer", "voxel")
+    if renderer != "voxel":
+        if renderer not in FAMILY_MODULES:
             raise ValueError(
-                f"render: params['pattern']={pattern!r} is not covered by the implicit renderer; "
-                f"covered: {list(implicit.COVERED)}"
+                f"render: params['renderer']={renderer!r} is unknown; valid: {list(RENDERERS)}"
+            )
+        module = family(renderer)
+        if pattern not in module.COVERED:
+            raise ValueError(
+                f"render: params['pattern']={pattern!r} is not covered by the {renderer} "
+                f"renderer; covered: {list(module.COVERED)}"
             )
         s_object, s_scanner = np.random.SeedSequence(int(params["render_seed"])).spawn(2)
-        obj, cover, tissue = implicit.render_layers(params, config, np.random.default_rng(s_object))
+        obj, cover, tissue = module.render_layers(params, config, np.random.default_rng(s_object))
         if params.get("background", "synthetic") != "synthetic":
             scan, patch, z_start = background_patch(params, config)
             return insert_finding(patch, unmix(obj, tissue, cover), cover, scan, z_start)
-        return implicit.acquire(obj, params, config.spacing, np.random.default_rng(s_scanner))
+        return module.acquire(obj, params, config.spacing, np.random.default_rng(s_scanner))
     if pattern not in LESIONS:
         raise ValueError(
             f"render: params['pattern']={pattern!r} is unknown; valid: {list(PATTERNS)}"
