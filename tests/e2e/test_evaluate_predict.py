@@ -25,7 +25,6 @@ from tests.inference.conftest import (
     tiny_export,  # noqa: F401 - a fixture, used by name
 )
 
-
 # Names of the findings whose rows give no id: the row as written, the mask's component after '#'.
 NODULE = f"{LUNG}@mask:{LUNG_MASK}#1"
 LUNG_LPS = f"{LUNG}@lps:-60,-140,-600"

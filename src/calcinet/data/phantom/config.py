@@ -97,8 +97,9 @@ class PhantomConfig:
     or a dict id -> weight). `difficulty` in [0, 1] moves each confounder pair closer together.
     `label_noise` flips the emitted label with that probability (the truth stays in `true_label`).
     `renderers` names the renderer families drawn from (a name, a list of names or a dict name ->
-    weight, among `RENDERERS`); each sample's family is drawn among those that cover its pattern. The remaining fields are the ranges of the nuisance factors, drawn identically for
-    both classes.
+    weight, among `RENDERERS`); each sample's family is drawn among those that cover its pattern.
+    The remaining fields are the ranges of the nuisance factors, drawn identically for both
+    classes.
     Real backgrounds: `backgrounds` lists CT scans (NIfTI, NRRD files or DICOM series folders);
     `real_background_fraction` of the samples, drawn independently of the class, show their
     finding inserted into a patch of one of them whose centre's neighbourhood has a median HU in
