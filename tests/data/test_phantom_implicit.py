@@ -1,6 +1,6 @@
 """The implicit renderer family: API contract, pattern facts of docs/patterns.md on the ideal
-object, its scanner model's noise level, class-independence of its nuisances, and the integration
-that leaves the default (voxel) phantom bit-identical."""
+object and its scanner model's noise level (its integration with the phantom and the
+class-independence of its nuisances: tests/data/test_phantom_families.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from calcinet.data.phantom import (
     PATTERNS,
     PhantomConfig,
     generate_sample,
     implicit,
-    render,
     sample_params,
 )
 from calcinet.data.phantom.implicit import (
@@ -252,111 +251,3 @@ def test_thick_slices_blur_along_z_only() -> None:
     dx = lambda v: np.abs(np.diff(v, axis=2)).mean()  # noqa: E731
     assert dz(thick) < 0.7 * dz(thin)
     assert dx(thick) > 0.8 * dx(thin)
-
-
-# -- no shortcuts ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def nuisance_draws():
-    config = PhantomConfig(renderers="implicit")
-    draws = [sample_params(i, 2024, config) for i in range(4000)]
-    return draws, np.array([d["label"] for d in draws])
-
-
-def _numeric(draws, key) -> np.ndarray:
-    values = [d[key] for d in draws]
-    if isinstance(values[0], str):
-        cats = sorted(set(values))
-        return np.array([cats.index(v) for v in values], float)
-    return np.array(values, float)
-
-
-def test_each_nuisance_key_alone_is_at_chance(nuisance_draws) -> None:
-    from sklearn.metrics import roc_auc_score
-
-    draws, y = nuisance_draws
-    alpha = 0.01 / len(NUISANCE_KEYS)  # Bonferroni: 1 % family-wise over the keys
-    for key in NUISANCE_KEYS:
-        values = np.array([d[key] for d in draws])
-        if values.dtype.kind in "fi":
-            p = stats.ks_2samp(values[y == 0], values[y == 1]).pvalue
-        else:
-            cats = sorted(set(values))
-            table = [[np.sum((values == c) & (y == k)) for c in cats] for k in (0, 1)]
-            p = stats.chi2_contingency(table).pvalue if len(cats) > 1 else 1.0
-        assert p > alpha, f"{key} differs between classes (p={p:.2g})"
-        auroc = roc_auc_score(y, _numeric(draws, key))
-        assert abs(auroc - 0.5) < 0.05, f"{key}: AUROC {auroc:.3f}"
-
-
-def test_a_classifier_on_all_nuisance_keys_is_at_chance(nuisance_draws) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import cross_val_predict
-
-    draws, y = nuisance_draws
-    X = np.stack([_numeric(draws, k) for k in NUISANCE_KEYS], 1)
-    clf = HistGradientBoostingClassifier(max_depth=3, max_iter=60, random_state=0)
-    prob = cross_val_predict(clf, X, y, cv=5, method="predict_proba")[:, 1]
-    assert abs(roc_auc_score(y, prob) - 0.5) < 0.05
-
-
-# -- integration -----------------------------------------------------------------------------------
-def test_default_config_is_the_voxel_family_bit_for_bit() -> None:
-    tiny = dict(patch_size=(16, 16, 16), spacing=(2.0, 2.0, 2.0))
-    default = PhantomConfig(**tiny)
-    assert default.renderers == ("voxel",)
-    both = PhantomConfig(**tiny, renderers={"voxel": 1.0, "implicit": 1.0})
-    seen = set()
-    for i in range(12):
-        a = generate_sample(i, 5, default)
-        b = generate_sample(i, 5, PhantomConfig(**tiny, renderers=["voxel"]))
-        assert a["params"] == b["params"] and a["params"]["renderer"] == "voxel"
-        np.testing.assert_array_equal(a["image"], b["image"])
-        # Mixing families keeps class, pattern and every voxel-rendered sample unchanged.
-        m = generate_sample(i, 5, both)
-        assert (m["pattern"], m["label"]) == (a["pattern"], a["label"])
-        seen.add(m["params"]["renderer"])
-        if m["params"]["renderer"] == "voxel":
-            np.testing.assert_array_equal(m["image"], a["image"])
-        else:
-            np.testing.assert_array_equal(m["image"], render(m["params"], both))
-    assert seen == {"voxel", "implicit"}
-
-
-def test_the_renderer_is_drawn_independently_of_the_class() -> None:
-    config = PhantomConfig(renderers={"voxel": 1.0, "implicit": 3.0})
-    draws = [sample_params(i, 8, config) for i in range(2000)]
-    y = np.array([d["label"] for d in draws])
-    imp = np.array([d["renderer"] == "implicit" for d in draws])
-    assert imp.mean() == pytest.approx(0.75, abs=0.03)
-    table = [[np.sum(imp & (y == k)), np.sum(~imp & (y == k))] for k in (0, 1)]
-    assert stats.chi2_contingency(table).pvalue > 0.01
-
-
-@pytest.mark.parametrize(
-    "value, fragment",
-    [
-        ("pixel", "'pixel' is unknown"),
-        ([], "a non-empty list"),
-        ({"implicit": 0.0}, "at least one positive weight"),
-        ({"implicit": -1.0}, "a weight >= 0"),
-    ],
-)
-def test_bad_renderers_fail_in_one_line(value, fragment) -> None:
-    with pytest.raises(ValueError, match="PhantomConfig.renderers=") as info:
-        PhantomConfig(renderers=value)
-    assert fragment in str(info.value) and "\n" not in str(info.value)
-
-
-def test_the_montage_draws_the_chosen_renderer(tmp_path) -> None:
-    from matplotlib.image import imread
-
-    from calcinet.data.phantom.montage import render_montage
-
-    config = PhantomConfig(patch_size=(16, 16, 16), spacing=(3.0, 3.0, 3.0))
-    args = dict(config=config, seed=0, patterns=["phlebolith"])
-    voxel = imread(render_montage(tmp_path / "v.png", **args))
-    again = imread(render_montage(tmp_path / "v2.png", **args, renderer="voxel"))
-    other = imread(render_montage(tmp_path / "i.png", **args, renderer="implicit"))
-    np.testing.assert_array_equal(voxel, again)
-    assert voxel.shape == other.shape and not np.array_equal(voxel, other)

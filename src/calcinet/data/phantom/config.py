@@ -20,9 +20,13 @@ from calcinet.data.phantom.patterns import BENIGN_PATTERNS, MALIGNANT_PATTERNS, 
 KERNELS = ("smooth", "sharp")
 # Renderer families: "voxel" (SDF painting, separable-filter CT model: this package's own painters)
 # and the families written apart from it, each a module with one interface (COVERED,
-# sample_morphology, sample_nuisance, render_layers, render_deposits, acquire): "implicit"
-# (implicit shapes and point clouds, frequency-domain CT model).
-FAMILY_MODULES = {"implicit": "calcinet.data.phantom.implicit"}
+# sample_morphology, sample_nuisance, render_layers, render_deposits, acquire; the nuisance draws
+# name the finding's offset from the patch centre jitter_z_mm, jitter_y_mm, jitter_x_mm): "implicit"
+# (implicit shapes and point clouds, frequency-domain CT model) and "growth" (deposits grown on a
+# fine lattice by random walks, Eden growth and excursion sets, cellular tissue, image-domain CT
+# model).
+FAMILY_MODULES = {"implicit": "calcinet.data.phantom.implicit",
+                  "growth": "calcinet.data.phantom.growth"}
 RENDERERS = ("voxel", *FAMILY_MODULES)
 MIN_PATCH_SIZE = 16
 
