@@ -1,21 +1,25 @@
-"""Transfer between the phantom's two renderer families: train on one, test on the other.
+"""Transfer between the phantom's renderer families: train on some, test on one never seen.
 
     python scripts/bench_transfer.py                          # both directions, default recipe
     python scripts/bench_transfer.py --directions voxel:implicit --num-test 1000
+    python scripts/bench_transfer.py --directions voxel+growth:implicit  # one family held out
     python scripts/bench_transfer.py -- trainer.max_epochs=4  # Hydra overrides for training
     python scripts/bench_transfer.py --checkpoint before=outputs/train/runs/<time>  # extra model
 
-The phantom renders each calcification pattern with two independently written renderer families
-(``data.source.phantom.renderers``): ``voxel`` (signed-distance painting, separable-filter
-scanner) and ``implicit`` (supersampled implicit surfaces and splatted point clouds, a
-Fourier-domain scanner). A model that learnt morphology keeps its AUROC on the family it never
-saw; one that learnt a renderer's style does not. For every direction ``A:B`` this script runs
-the real commands: ``calcinet-train`` on family A (the default recipe plus any overrides given
-after ``--``), then ``calcinet-evaluate`` of its best checkpoint on the test split of A and of B
-(same seed, same size). It prints one Markdown table (also written to ``<output-dir>/transfer.md``):
-the AUROC of every pattern (its findings against all findings of the other class of the same test
-set) and overall, per direction and test family. The README quotes it with the command. A
-training run that finished under ``--output-dir`` (``train_<family>.done``) is reused.
+The phantom renders each calcification pattern with three independently written renderer
+families (``data.source.phantom.renderers``): ``voxel`` (signed-distance painting,
+separable-filter scanner), ``implicit`` (supersampled implicit surfaces and splatted point clouds,
+a Fourier-domain scanner) and ``growth`` (deposits grown on a fine lattice by random walks, Eden
+growth and excursion sets, cellular tissue, an image-domain scanner). A model that learnt
+morphology keeps its AUROC on a family it never saw; one that learnt a renderer's style does not.
+For every direction ``A:B`` this script runs the real commands: ``calcinet-train`` on family A,
+or on the equal mix of the families ``A1+A2`` (the default recipe plus any overrides given after
+``--``), then ``calcinet-evaluate`` of its best checkpoint on the test split of each training
+family and of B (same seed, same size). It prints one Markdown table (also written to
+``<output-dir>/transfer.md``): the AUROC of every pattern (its findings against all findings of
+the other class of the same test set) and overall, per direction and test family. The README
+quotes it with the command. A training run that finished under ``--output-dir``
+(``train_<families>.done``) is reused.
 
 Runs land under ``--output-dir`` (one folder per direction) and in the MLflow store like any
 other; the predictions.csv files of the evaluations hold every probability.

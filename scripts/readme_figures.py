@@ -81,8 +81,9 @@ def main() -> None:
     from calcinet.data.phantom.montage import render_montage
 
     print(f"Wrote {render_montage(args.out / 'phantom_montage.png', seed=0)}")
-    implicit = args.out / "phantom_montage_implicit.png"
-    print(f"Wrote {render_montage(implicit, seed=0, renderer='implicit')}")
+    for family in ("implicit", "growth"):
+        montage = args.out / f"phantom_montage_{family}.png"
+        print(f"Wrote {render_montage(montage, seed=0, renderer=family)}")
     if args.real_backgrounds:
         print(f"Wrote {real_background_montage(args.real_backgrounds, args.out)}")
 

@@ -365,3 +365,93 @@ def test_all_nuisance_keys_together_are_at_chance(nuisance_draws) -> None:
     X_leak = np.concatenate([X, (y + np.random.default_rng(0).normal(0, 1, len(y)))[:, None]], 1)
     prob = cross_val_predict(clf, X_leak, y, cv=5, method="predict_proba")[:, 1]
     assert roc_auc_score(y, prob) > 0.6
+
+
+# -- pattern facts added with the reworked painters ----------------------------------------------
+def _ring_like(component: np.ndarray) -> bool:
+    """A ring, shell or arc: closing it (2 voxels) and filling its holes adds to its volume (a
+    solid dot or a straight strand gains nothing)."""
+    comp = np.pad(component, 3)
+    filled = ndimage.binary_fill_holes(ndimage.binary_closing(comp, iterations=2))
+    return filled.sum() > 1.05 * comp.sum()
+
+
+def _matrix_counts(pid: str, seed: int, difficulty: float) -> tuple[int, int]:
+    p = _params(pid, seed, DEFAULT_CLEAN, difficulty=difficulty, g_bone=0, g_vessel=0)
+    _, deposit = render_deposits(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+    lab, n = ndimage.label(deposit > 0.5)
+    rings = sum(_ring_like(lab[sl] == i) for i, sl in enumerate(ndimage.find_objects(lab), 1))
+    return n, rings
+
+
+@pytest.mark.parametrize("difficulty", [0.0, 0.5, 1.0])
+def test_enchondroma_has_many_rings_and_chondrosarcoma_few_at_every_difficulty(difficulty) -> None:
+    """Abundant organised rings-and-arcs (>= 15 ring / arc components, each hollow or concave)
+    against sparse anarchic ones (<= 10 deposit components in all)."""
+    for seed in range(3):
+        _, rings = _matrix_counts("enchondroma", seed, difficulty)
+        assert rings >= 15, (seed, rings)
+        n, _ = _matrix_counts("chondrosarcoma_high_grade", seed, difficulty)
+        assert 1 <= n <= 10, (seed, n)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        assert sample_morphology("enchondroma", rng, difficulty)["gm_rings"] >= 15
+        assert sample_morphology("chondrosarcoma_high_grade", rng, difficulty)["gm_rings"] <= 10
+
+
+def _rays_without_cortex(pid: str, seed: int, **overrides) -> int:
+    """Rays from the finding (the patch centre) outwards in the plane across the shaft (x = 0:
+    with no rotation the shaft runs along x) that cross no cortex voxel before the patch edge."""
+    over = {"g_bone": 0, "g_vessel": 0, "g_cortical_hu": 1500.0, "g_cortex_mm": 2.5}
+    p = _params(pid, seed, DEFAULT_CLEAN, **{**over, **overrides})
+    obj, deposit = render_deposits(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+    cortex = (obj > 900) & (deposit < 0.2)
+    n = DEFAULT_CLEAN.patch_size[0]
+    open_rays = 0
+    for ang in np.linspace(0, 2 * np.pi, 72, endpoint=False):
+        t = np.arange(0, n / 2, 0.25)
+        z = np.rint((n - 1) / 2 + t * np.cos(ang)).astype(int)
+        y = np.rint((n - 1) / 2 + t * np.sin(ang)).astype(int)
+        ok = (z >= 0) & (z < n) & (y >= 0) & (y < n)
+        open_rays += not cortex[z[ok], y[ok], n // 2].any()
+    return open_rays
+
+
+def test_chondrosarcoma_breaks_the_cortex_and_enchondroma_keeps_it_intact() -> None:
+    for seed in range(3):
+        assert _rays_without_cortex("chondrosarcoma_high_grade", seed, gm_bone_radius_mm=14.0) > 0
+        assert _rays_without_cortex("enchondroma", seed, gm_rings=20, gm_cortex_mm=2.5) == 0
+
+
+def test_hodgkin_network_spans_20_mm_inside_a_fibrotic_mass() -> None:
+    spacing = DEFAULT_CLEAN.spacing[0]
+    for seed in range(4):
+        p = _params("hodgkin_reticular", seed, DEFAULT_CLEAN, g_bone=0, g_vessel=0, gm_rib=False)
+        obj, cover, tissue = render_layers(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+        _, deposit = render_deposits(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+        idx = np.argwhere(deposit > 0.5)
+        extent = (idx.max(0) - idx.min(0)).max() * spacing
+        assert extent >= 20.0, (seed, extent)
+        mass = (cover > 0.9) & (deposit < 0.05)
+        assert mass.sum() * spacing**3 > 4 / 3 * np.pi * 8.0**3  # a mass of >= 16 mm
+        assert obj[mass].mean() - tissue[mass].mean() >= 10.0
+        around = ndimage.binary_dilation(cover > 0.5, iterations=2)
+        assert around[deposit > 0.5].mean() > 0.95  # the network lies in the mass
+
+
+def test_tumour_necrosis_calcium_is_eccentric_in_a_visible_mass() -> None:
+    spacing = DEFAULT_CLEAN.spacing[0]
+    for seed in range(4):
+        p = _params("tumour_necrosis_dystrophic", seed, DEFAULT_CLEAN, g_bone=0, g_vessel=0)
+        obj, cover, tissue = render_layers(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+        _, deposit = render_deposits(p, DEFAULT_CLEAN, np.random.default_rng(seed))
+        mass = cover > 0.5
+        centre = np.array(ndimage.center_of_mass(mass))
+        radius = (3 * mass.sum() / (4 * np.pi)) ** (1 / 3)
+        calcium = np.array(ndimage.center_of_mass(deposit))
+        assert np.linalg.norm(calcium - centre) >= 0.2 * radius, (seed, calcium, centre, radius)
+        soft = mass & (deposit < 0.05)
+        contrast = np.abs(obj[soft] - tissue[soft]).mean()
+        necrotic = (obj[soft] < 30).mean()
+        assert contrast >= 15.0 or necrotic > 0.1, (seed, contrast, necrotic)
+        assert radius * spacing >= 5.0

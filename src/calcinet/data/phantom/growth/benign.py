@@ -174,27 +174,39 @@ def paint_tumoral_calcinosis(s: Scene, m):
 def sample_myositis_ossificans(rng, difficulty):
     return {
         "gm_size_mm": min(_u(rng, 20, 60), MAX_SIZE_MM),
-        "gm_shell_mm": _u(rng, 1.8, 3.5),
-        "gm_shell_hu": _u(rng, 750, 1200) - 150 * difficulty,
-        "gm_centre_hu": _u(rng, 110, 220) + 120 * difficulty,
-        "gm_cleft_mm": _u(rng, 2, 6),
+        "gm_shell_mm": _u(rng, 2.5, 4.5),
+        "gm_shell_hu": _u(rng, 800, 1250) - 150 * difficulty,
+        "gm_centre_hu": _u(rng, 110, 220) + 100 * difficulty,
+        "gm_trabecular_hu": _u(rng, 60, 120),
+        "gm_cleft_mm": _u(rng, 2.5, 6),
+        "gm_bone": bool(rng.random() < 0.75),
         "gm_bone_radius_mm": _u(rng, 10, 18),
     }
 
 
 def paint_myositis_ossificans(s: Scene, m):
+    """Zonal maturation in muscle: a thick, mature, cleanly marginated cortical shell, a
+    trabecular transition zone inside it and a less dense immature centre; separate from the
+    neighbouring shaft (when there is one) by a cleft of soft tissue."""
     s.neighbours(bone=False)
     r, t = m["gm_size_mm"] / 2, m["gm_shell_mm"]
     rb = m["gm_bone_radius_mm"]
-    s.shaft((-(0.8 * r + m["gm_cleft_mm"] + rb), 0, 0), rb, s.p["g_cortex_mm"])
+    if m["gm_bone"]:
+        s.shaft(-(0.8 * r + m["gm_cleft_mm"] + rb) * s.outward(), rb, s.p["g_cortex_mm"])
     g = s.grid
     centres = [g.point((0, 0, -0.2 * r)), g.point((0, 0, 0.2 * r))]
     radii = [0.8 * r, 0.75 * r]
-    body, core, centre = s.balls(centres, radii, (0.0, -t, -t - 2.5))
+    body, core, centre = s.balls(centres, radii, (0.0, -t, -t - 0.2 * r))
     mid = 0.5 * (m["gm_shell_hu"] + m["gm_centre_hu"])
     s.layers.paint(body, m["gm_shell_hu"], deposit=True)
-    s.layers.paint(core, mid, deposit=True)
-    s.layers.paint(centre, m["gm_centre_hu"], deposit=True)
+    where, trab = s.field_on(core, 2.4)
+    if where is None:
+        return
+    rods = (trab > 0.35).astype(np.float32) - 0.35
+    core_hu = (mid + 2 * m["gm_trabecular_hu"] * rods).astype(np.float32)
+    s.layers.paint(core[where], core_hu, where, deposit=True)
+    centre_hu = (m["gm_centre_hu"] + m["gm_trabecular_hu"] * rods).astype(np.float32)
+    s.layers.paint(centre[where], centre_hu, where, deposit=True)
 
 
 # -- heterotopic ossification ----------------------------------------------------------------------
@@ -337,48 +349,71 @@ def paint_calcinosis_cutis(s: Scene, m):
 
 # -- enchondroma -----------------------------------------------------------------------------------
 def sample_enchondroma(rng, difficulty):
+    ring = _u(rng, 2.0, 2.5)  # radius of the ring / arc centre line (3.8-5 mm across)
+    wall = _u(rng, 1.1, 1.3)
+    pitch = 2 * ring + wall + _u(rng, 2.6, 3.4)  # a gap between neighbours keeps them apart
+    n = max(int(round(rng.integers(20, 37) * (1.0 - 0.3 * difficulty))), 17)
+    extent = 1.05 * pitch * (3 * n / (4 * np.pi)) ** (1 / 3) + ring + wall
     return {
-        "gm_size_mm": min(_u(rng, 10, 50), 40.0),
-        "gm_pitch_mm": _u(rng, 5.5, 7.0),
-        "gm_ring_mm": _u(rng, 1.3, 1.9),
-        "gm_abundance": _u(rng, 0.8, 1.0) - 0.3 * difficulty,
+        "gm_size_mm": float(2 * extent),
+        "gm_rings": n,
+        "gm_pitch_mm": pitch,
+        "gm_ring_mm": ring,
+        "gm_wall_mm": wall,
+        "gm_jitter": 0.03 + 0.05 * difficulty,
+        "gm_open": _u(rng, 0.0, 0.5),
         "gm_hu": _u(rng, 350, 800),
-        "gm_matrix_hu": _u(rng, 70, 110),
+        "gm_matrix_hu": _u(rng, 20, 60),
         "gm_cortex_mm": _u(rng, 1.5, 3.5),
-        "gm_margin_mm": _u(rng, 2, 6),
+        "gm_margin_mm": _u(rng, 1.5, 4.0),
     }
 
 
+def shells(centres, radii, step_mm, open_cos=None):
+    """Points (k, 3) on spheres of ``radii`` around ``centres`` (n, 3), about ``step_mm`` apart
+    (a Fibonacci lattice); ``open_cos`` (n,) removes the cap beyond that cosine around each
+    sphere's direction ``open_dirs`` (the arcs: a shell seen in any plane is a ring or an arc)."""
+    c = np.atleast_2d(np.asarray(centres, float))
+    r = np.broadcast_to(np.asarray(radii, float), (len(c),))
+    k = int(np.ceil(4 * np.pi * r.max() ** 2 / step_mm**2)) + 8
+    i = np.arange(k) + 0.5
+    phi = np.arccos(1 - 2 * i / k)
+    theta = np.pi * (1 + 5**0.5) * i
+    sphere = np.stack([np.cos(phi), np.sin(phi) * np.cos(theta), np.sin(phi) * np.sin(theta)], 1)
+    pts = c[:, None, :] + r[:, None, None] * sphere[None]
+    if open_cos is None:
+        return pts.reshape(-1, 3)
+    dirs, cos = open_cos
+    keep = sphere @ np.asarray(dirs, float).T < np.asarray(cos, float)[None, :]  # (k, n)
+    return pts[keep.T]
+
+
 def paint_enchondroma(s: Scene, m):
+    """Abundant, organised chondroid matrix: ``gm_rings`` calcified shells (rings and arcs in
+    any slice) on a regular cubic packing, the nearest lattice sites to the lesion centre, in a
+    lobulated cartilage body (one lobule per ring) inside the medulla of an intact shaft."""
     s.neighbours(bone=False)
-    g = s.grid
-    rl = m["gm_size_mm"] / 2
+    g, rng = s.grid, s.rng
+    a, ring, wall, n = m["gm_pitch_mm"], m["gm_ring_mm"], m["gm_wall_mm"], int(m["gm_rings"])
+    k = int(np.ceil((3 * n / (4 * np.pi)) ** (1 / 3))) + 2
+    lat = np.mgrid[-k : k + 1, -k : k + 1, -k : k + 1].reshape(3, -1).T * a
+    lat = lat + rng.normal(0, m["gm_jitter"] * a, lat.shape)
+    order = np.argsort(np.linalg.norm(lat * np.array([1.0, 1.0, 0.8]), axis=1), kind="stable")
+    lat = lat[order[:n]]
+    lobule = 0.5 * a + 0.3
+    rl = float(np.linalg.norm(lat, axis=1).max()) + lobule
     rb = rl + m["gm_cortex_mm"] + m["gm_margin_mm"]
     s.shaft((-0.2 * m["gm_margin_mm"], 0, 0), rb, m["gm_cortex_mm"])
-    s.layers.paint(s.balls([g.point((0, 0, 0))], [rl]), m["gm_matrix_hu"])
-    a = m["gm_pitch_mm"]
-    n = int(np.ceil(rl / a))
-    lat = np.mgrid[-n : n + 1, -n : n + 1, -n : n + 1].reshape(3, -1).T * a
-    lat = lat + s.rng.normal(0, 0.08 * a, lat.shape)
-    keep = (np.linalg.norm(lat, axis=1) < rl - m["gm_ring_mm"] - 0.6) & (
-        s.rng.random(len(lat)) < m["gm_abundance"]
-    )
-    lat = lat[keep]
-    if not len(lat):
-        lat = np.zeros((1, 3))
     centres = lat @ g.rotation.T + g.centre
-    radii = m["gm_ring_mm"] * s.rng.uniform(0.9, 1.1, len(lat))
-    sweeps = s.rng.uniform(4.2, 2 * np.pi, len(lat))
-    pts = rings(
-        centres,
-        s.rng.standard_normal((len(lat), 3)),
-        radii,
-        0.3,
-        starts=s.rng.uniform(0, 2 * np.pi, len(lat)),
-        sweeps=sweeps,
-    )
-    box = s.box((0, 0, 0), rl + 1.5)
-    s.deposit(box, box.stamp(box.empty(), pts, 0.55), m["gm_hu"])
+    body = FineBox.around(g, centres, lobule + 1.0)
+    s.deposit(body, body.stamp(body.empty(), centres, lobule), m["gm_matrix_hu"], deposit=False)
+    radii = ring * rng.uniform(0.92, 1.08, n)
+    dirs = rng.standard_normal((n, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    cos = np.where(rng.random(n) < m["gm_open"], rng.uniform(0.5, 0.85, n), 2.0)
+    pts = shells(centres, radii, 0.45, (dirs, cos))
+    box = FineBox.around(g, centres, ring * 1.1 + wall + 1.0)
+    s.deposit(box, box.stamp(box.empty(), pts, wall / 2), m["gm_hu"])
 
 
 PAINTERS = {

@@ -28,16 +28,34 @@ def _u(rng, lo, hi) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def _host(s: Scene, m, depth: float):
-    """The host shaft, its axis ``depth`` x radius below the finding (scene -u)."""
+def _host(s: Scene, m, depth: float, e=(1.0, 0.0, 0.0)):
+    """The host shaft, its axis ``depth`` x radius below the finding (scene direction -``e``)."""
     rb = m["gm_bone_radius_mm"]
-    return s.shaft((-depth * rb, 0, 0), rb, s.p["g_cortex_mm"])
+    return s.shaft(-depth * rb * np.asarray(e, float), rb, s.p["g_cortex_mm"])
 
 
 def _in_ball(rng, n, radius):
     v = rng.standard_normal((n, 3))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return v * radius * rng.random((n, 1)) ** (1 / 3)
+
+
+def _breach(s: Scene, bone, medulla, centre_local, radius_mm: float, hu) -> None:
+    """Cortical destruction: the cortex (``bone - medulla`` of the host shaft) within an
+    irregular ball of ``radius_mm`` around scene point ``centre_local`` is replaced by tumour of
+    ``hu`` (a visible gap in the white cortex ring)."""
+    g = s.grid
+    centre = g.point(centre_local)
+    where = FineBox(g, centre, 1.25 * radius_mm + 1).slices
+    cortex = bone[where] - medulla[where]
+    if not cortex.any():
+        return
+    shape = cortex.shape
+    ragged = 1.0 + 0.25 * lattice_noise(shape, g.spacing, (5.0, 5.0, 5.0), s.rng)
+    a = [g.axes[k][where[k]] - np.float32(centre[k]) for k in range(3)]
+    dist = np.sqrt(a[0][:, None, None] ** 2 + a[1][None, :, None] ** 2 + a[2][None, None, :] ** 2)
+    cut = np.clip((radius_mm * ragged - dist) / g.spacing.min() + 0.5, 0, 1) * cortex
+    s.layers.paint(cut.astype(np.float32), hu, where)
 
 
 # -- osteosarcoma, sunburst ------------------------------------------------------------------------
@@ -57,8 +75,11 @@ def paint_osteosarcoma_sunburst(s: Scene, m):
     g, rng = s.grid, s.rng
     r = m["gm_size_mm"] / 2
     rb = m["gm_bone_radius_mm"]
-    _host(s, m, 0.7)
-    s.mass((0, 0, 0), 0.5 * r, 5, m["gm_mass_hu"], drift=(1, 0, 0))
+    e = s.outward()
+    e2 = np.cross((0.0, 0.0, 1.0), e)
+    bone, medulla = _host(s, m, 0.7, e)
+    _breach(s, bone, medulla, (0, 0, 0), max(0.55 * r, 0.9 * rb) + 2, m["gm_mass_hu"])
+    s.mass((0, 0, 0), 0.5 * r, 5, m["gm_mass_hu"], drift=e)
     rc = min(0.45 * r, 14.0)
     cbox = s.box((0, 0, 0), rc + 1)
     z, y, x = cbox.coords()
@@ -67,13 +88,15 @@ def paint_osteosarcoma_sunburst(s: Scene, m):
     cloud = cbox.noise(3.0, rng)
     hu = np.where(cloud > -1.5 + 2.6 * dist**2, m["gm_centre_hu"] * (1 - 0.45 * dist), 0)
     s.deposit(cbox, hu > 0, hu.astype(np.float32))
-    axis_pt = g.point((-0.7 * rb, 0, 0))
+    axis_pt = g.point(-0.7 * rb * e)
     axis_d = g.direction((0, 0, 1))
     walks = []
     for _ in range(m["gm_spicules"]):
         ang = rng.normal(0, 0.6)
-        base_local = np.array(
-            [-0.7 * rb + rb * np.cos(ang), rb * np.sin(ang), rng.uniform(-0.35, 0.35) * r]
+        base_local = (
+            (-0.7 * rb + rb * np.cos(ang)) * e
+            + rb * np.sin(ang) * e2
+            + np.array([0.0, 0.0, rng.uniform(-0.35, 0.35) * r])
         )
         base = g.point(base_local)
         radial = base - axis_pt
@@ -107,7 +130,9 @@ def paint_osteosarcoma_telangiectatic(s: Scene, m):
     s.neighbours(bone=False)
     g, rng, p = s.grid, s.rng, s.p
     r = m["gm_size_mm"] / 2
-    _host(s, m, 0.5)
+    bone, medulla = _host(s, m, 0.5, s.outward())
+    rb = m["gm_bone_radius_mm"]
+    _breach(s, bone, medulla, (0, 0, 0), max(0.45 * r, 0.7 * rb) + 2, p["g_muscle_hu"] - 10)
     centres, radii = aggregate(rng, g.point((0, 0, 0)), 4, 0.4 * r, spread=0.5)
     body, inner = s.balls(centres, radii, (0.0, -m["gm_rim_mm"]))
     s.layers.paint(body, p["g_muscle_hu"] - 10)
@@ -127,7 +152,8 @@ def sample_chondrosarcoma_high_grade(rng, difficulty):
     return {
         "gm_size_mm": min(_u(rng, 30, 100), MAX_SIZE_MM),
         "gm_bone_radius_mm": _u(rng, 10, 18),
-        "gm_rings": int(rng.integers(3, 8) + round(10 * difficulty)),
+        "gm_rings": int(rng.integers(3, 7) + round(2 * difficulty)),
+        "gm_dots": int(rng.integers(0, 3)),
         "gm_hu": _u(rng, 300, 800),
         "gm_mass_hu": _u(rng, 25, 45),
         "gm_eccentric": _u(rng, 0.2, 0.5),
@@ -135,11 +161,17 @@ def sample_chondrosarcoma_high_grade(rng, difficulty):
 
 
 def paint_chondrosarcoma_high_grade(s: Scene, m):
+    """Sparse, anarchic matrix: a few (<= 10) wobbling, fragmented rings and arcs of random
+    size, orientation and sweep scattered through a large lobulated soft-tissue mass that
+    destroys the cortex of the host shaft (a gap in the cortex ring) and grows out of it."""
     s.neighbours(bone=False)
     g, rng = s.grid, s.rng
     r = m["gm_size_mm"] / 2
-    _host(s, m, 0.8)
-    s.mass((0, 0, 0), 0.5 * r, 6, m["gm_mass_hu"], drift=(1, 0, 0))
+    rb = m["gm_bone_radius_mm"]
+    e = s.outward()
+    bone, medulla = _host(s, m, 0.6, e)
+    _breach(s, bone, medulla, (0, 0, 0), max(0.55 * r, 0.9 * rb) + 2, m["gm_mass_hu"])
+    s.mass((0, 0, 0), 0.55 * r, 6, m["gm_mass_hu"], drift=e)
     n = m["gm_rings"]
     hub = unit(rng) * m["gm_eccentric"] * 0.5 * r
     local = hub + _in_ball(rng, n, 0.45 * r) * rng.uniform(0.6, 1.0)
@@ -147,17 +179,18 @@ def paint_chondrosarcoma_high_grade(s: Scene, m):
     pts = rings(
         centres,
         rng.standard_normal((n, 3)),
-        rng.uniform(1.0, 3.5, n),
+        rng.uniform(1.2, 3.5, n),
         0.3,
         starts=rng.uniform(0, 2 * np.pi, n),
-        sweeps=rng.uniform(1.5, 5.5, n),
-        wobble=0.3,
+        sweeps=rng.uniform(1.2, 4.5, n),
+        wobble=0.35,
         rng=rng,
     )
     box = s.box((0, 0, 0), 0.5 * r + 0.5 * m["gm_eccentric"] * r + 5)
-    mask = box.stamp(box.empty(), pts, 0.6)
-    dots = _in_ball(rng, int(rng.integers(2, 6)), 0.4 * r) @ g.rotation.T + g.centre
-    box.stamp(mask, dots, 0.8)
+    mask = box.stamp(box.empty(), pts, rng.uniform(0.85, 1.0))
+    if m["gm_dots"]:
+        dots = _in_ball(rng, int(m["gm_dots"]), 0.4 * r) @ g.rotation.T + g.centre
+        box.stamp(mask, dots, 0.8)
     s.deposit(box, mask, m["gm_hu"])
 
 
@@ -240,7 +273,8 @@ def paint_mixed_metastasis(s: Scene, m):
     g, rng, p = s.grid, s.rng, s.p
     r = m["gm_size_mm"] / 2
     rb = max(0.8 * r + m["gm_bone_margin_mm"], 8.0)
-    s.shaft((-0.3 * rb, 0, 0), rb, p["g_cortex_mm"])
+    bone, medulla = s.shaft(-0.3 * rb * s.outward(), rb, p["g_cortex_mm"])
+    _breach(s, bone, medulla, (0, 0, 0), 0.9 * r + 1.5, p["g_muscle_hu"])
     box = s.box((0, 0, 0), r + 1)
     z, y, x = box.coords()
     c = g.point((0, 0, 0))
@@ -300,65 +334,102 @@ def paint_pleural_plaque_malignant(s: Scene, m):
 # -- nodular-sclerosis Hodgkin lymphoma ------------------------------------------------------------
 def sample_hodgkin_reticular(rng, difficulty):
     return {
-        "gm_size_mm": min(_u(rng, 20, 50), MAX_SIZE_MM),
-        "gm_roots": int(rng.integers(2, 5)),
-        "gm_branches": int(rng.integers(2, 6)),
+        "gm_size_mm": min(_u(rng, 24, 50), MAX_SIZE_MM - 4),
+        "gm_roots": int(rng.integers(5, 9)),
+        "gm_branches": int(rng.integers(3, 6)),
         "gm_hu": _u(rng, 300, 700),
-        "gm_mass_hu": _u(rng, 45, 70),
-        "gm_turn": _u(rng, 0.1, 0.2),
+        "gm_mass_hu": _u(rng, 60, 85),
+        "gm_band_hu": _u(rng, 25, 45),
+        "gm_turn": _u(rng, 0.08, 0.16),
+        "gm_rib": bool(rng.random() < 0.6),
+        "gm_rib_radius_mm": _u(rng, 4, 7),
     }
 
 
 def paint_hodgkin_reticular(s: Scene, m):
+    """Nodular sclerosis: a lobulated fibrotic mass (a little denser than muscle, lobulated by
+    denser fibrous bands: the zero set of lattice noise), often against a rib, crossed by a
+    reticular network of thin linear calcifications (long branching persistent walks from
+    across the mass, spanning most of it)."""
     s.neighbours(bone=True)
     g, rng = s.grid, s.rng
     r = m["gm_size_mm"] / 2
-    s.mass((0, 0, 0), 0.5 * r, 5, m["gm_mass_hu"])
+    if m["gm_rib"]:
+        rr = m["gm_rib_radius_mm"]
+        s.shaft((-(0.75 * r + rr), 0, 0), rr, min(s.p["g_cortex_mm"], 2.0), axis=(0, 1, 0.2))
+    centres, radii = aggregate(rng, g.point((0, 0, 0)), 6, 0.55 * r, spread=0.45)
+    body = s.balls(centres, radii)
+    where, noise = s.field_on(body, 9.0)
+    if where is not None:
+        level = max(m["gm_mass_hu"], s.p["g_muscle_hu"] + 15)  # fibrosis: denser than muscle
+        hu = level + m["gm_band_hu"] * (np.abs(noise) < 0.18).astype(np.float32)
+        s.layers.paint(body[where], hu, where)
     c = g.point((0, 0, 0))
-    box = s.box((0, 0, 0), 0.7 * r + 2)
+    reach = 0.85 * r
+    box = s.box((0, 0, 0), reach + 2)
     mask = box.empty()
     for _ in range(m["gm_roots"]):
-        start = c + _in_ball(rng, 1, 0.2 * r)[0]
-        trunk = walk(rng, start, unit(rng), rng.uniform(0.5, 1.0) * r, 0.35, m["gm_turn"])
+        start = c + _in_ball(rng, 1, 0.6 * r)[0]
+        heading = c - start + unit(rng) * 0.5 * r  # across the mass
+        trunk = walk(rng, start, heading, rng.uniform(0.9, 1.6) * r, 0.35, m["gm_turn"])
         paths = [trunk]
         for _ in range(m["gm_branches"]):
             at = trunk[int(rng.integers(len(trunk)))]
-            paths.append(walk(rng, at, unit(rng), rng.uniform(0.2, 0.5) * r, 0.35, m["gm_turn"]))
+            paths.append(walk(rng, at, unit(rng), rng.uniform(0.3, 0.6) * r, 0.35, m["gm_turn"]))
         pts = np.concatenate(paths)
-        pts = pts[np.linalg.norm(pts - c, axis=1) < 0.7 * r]
-        box.stamp(mask, pts, rng.uniform(0.5, 0.65))
+        pts = pts[np.linalg.norm(pts - c, axis=1) < reach]
+        box.stamp(mask, pts, rng.uniform(0.55, 0.7))
     s.deposit(box, mask, m["gm_hu"])
 
 
 # -- dystrophic calcification of tumour necrosis ---------------------------------------------------
 def sample_tumour_necrosis_dystrophic(rng, difficulty):
     return {
-        "gm_size_mm": min(_u(rng, 10, 50), MAX_SIZE_MM),
-        "gm_mass_hu": _u(rng, 35, 55),
-        "gm_necrosis": _u(rng, 0.2, 0.45),
-        "gm_offset": _u(rng, 0.3, 0.6),
-        "gm_calc_fraction": _u(rng, 0.25, 0.45),
+        "gm_size_mm": min(_u(rng, 14, 50), MAX_SIZE_MM - 4),
+        "gm_mass_hu": _u(rng, 30, 60),
+        "gm_necrosis_hu": _u(rng, 5, 25),
+        "gm_necrosis": _u(rng, 0.45, 0.7),
+        "gm_offset": _u(rng, 0.3, 0.5),
+        "gm_calc_fraction": _u(rng, 0.3, 0.45),
+        "gm_texture_hu": _u(rng, 8, 16),
         "gm_hu": _u(rng, 300, 800),
     }
 
 
 def paint_tumour_necrosis_dystrophic(s: Scene, m):
+    """A heterogeneous soft-tissue tumour with ill-defined, infiltrating margins (a ragged
+    half-density fringe), an eccentric necrotic zone of low density, and amorphous irregular
+    calcium (an excursion set of fine lattice noise, Eden-roughened, in clumps) at the far edge
+    of the necrosis: off the mass centre, never a smooth nodule."""
     s.neighbours(bone=True)
-    g, rng, p = s.grid, s.rng, s.p
+    g, rng = s.grid, s.rng
     r = m["gm_size_mm"] / 2
-    centres, radii = aggregate(rng, g.point((0, 0, 0)), 4, 0.55 * r, spread=0.5)
-    body, necrosis = s.balls(centres, radii, (0.0, -m["gm_necrosis"] * r))
-    s.layers.paint(body, m["gm_mass_hu"])
-    s.layers.paint(necrosis, p["g_fluid_hu"] + 12)
-    rc = max(m["gm_calc_fraction"] * r, 3.0)
-    local = unit(rng) * m["gm_offset"] * 0.5 * r
-    box = FineBox(g, g.point(local), rc + 2)
-    z, y, x = box.coords()
+    centres, radii = aggregate(rng, g.point((0, 0, 0)), 4, 0.6 * r, spread=0.35)
+    fringe, body = s.balls(centres, radii, (2.5, 0.0))
+    where, ragged = s.field_on(fringe, 3.0)
+    tex = (m["gm_mass_hu"] + m["gm_texture_hu"] * ragged).astype(np.float32)
+    halo = (fringe[where] - body[where]) * np.clip(0.5 + 0.5 * ragged, 0, 1) * 0.7
+    s.layers.paint(halo, tex, where)
+    s.layers.paint(body[where], tex, where)
+    e = unit(rng) * np.array([0.3, 1.0, 1.0])  # mostly across the slice, where it shows
+    e_local = np.linalg.solve(g.rotation, e / np.linalg.norm(e))
+    rn = m["gm_necrosis"] * 0.8 * r
+    nec_local = e_local * m["gm_offset"] * 0.5 * r
+    necrosis = s.balls([g.point(nec_local)], [rn])[where] * body[where]
+    s.layers.paint(necrosis, (m["gm_necrosis_hu"] + 3 * ragged).astype(np.float32), where)
+    rc = max(m["gm_calc_fraction"] * r, 2.5)
+    local = nec_local + e_local * (0.8 * rn)  # at the far edge of the necrotic zone
     c = g.point(local)
+    box = FineBox(g, c, rc + 2)
+    z, y, x = box.coords()
     d2 = ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / rc**2
-    amorphous = box.noise(3.5, rng) > -0.9 + 1.9 * d2
-    amorphous = eden(amorphous, 1, 0.3, rng)
-    s.deposit(box, amorphous, m["gm_hu"])
+    amorphous = box.noise(2.2, rng) > -0.8 + 1.7 * d2
+    amorphous = eden(amorphous, 2, 0.35, rng)
+    s.deposit(
+        box,
+        amorphous,
+        (m["gm_hu"] * np.clip(0.7 + 0.3 * box.noise(2.0, rng) ** 2, 0.7, 1.2)).astype(np.float32),
+    )
 
 
 PAINTERS = {

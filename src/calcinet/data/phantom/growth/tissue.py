@@ -107,6 +107,14 @@ class Scene:
         self.grid, self.layers, self.rng, self.p = grid, layers, rng, params
 
     # -- anatomy ------------------------------------------------------------------------------
+    def outward(self) -> np.ndarray:
+        """The scene direction (unit, orthogonal to the shaft axis w) whose patch image lies in
+        the axial plane: a host shaft put on its far side is cut across by the finding's slice,
+        so that what happens to its cortex next to the finding is seen in that slice."""
+        r = self.grid.rotation
+        t = float(np.arctan2(-r[0, 0], r[0, 1]))
+        return np.array([np.cos(t), np.sin(t), 0.0])
+
     def shaft(
         self,
         offset_mm,
@@ -190,6 +198,16 @@ class Scene:
             normal = np.cross(axis, (0.0, 0.0, 1.0) if abs(axis[2]) < 0.9 else (1.0, 0, 0))
             normal = normal / np.linalg.norm(normal)
             self.tube(normal * d, axis, p["g_vessel_radius_mm"], p["g_vessel_hu"])
+
+    def field_on(self, frac, cells_mm):
+        """Lattice noise (unit variance, correlated over ``cells_mm``) on the bounding box of
+        ``frac > 0`` only: returns (slices, field), or (None, None) when ``frac`` is empty."""
+        box = support(frac)
+        if box is None:
+            return None, None
+        shape = tuple(b.stop - b.start for b in box)
+        cells = np.broadcast_to(np.asarray(cells_mm, float), (3,))
+        return box, lattice_noise(shape, self.grid.spacing, cells, self.rng)
 
     # -- deposits -----------------------------------------------------------------------------
     def box(self, centre_local, half_mm) -> FineBox:
