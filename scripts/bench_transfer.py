@@ -104,9 +104,13 @@ def main() -> None:
     pairs = []
     for d in args.directions:
         a, _, b = d.partition(":")
-        if not set(a.split("+")) <= set(RENDERERS) or b not in RENDERERS:
+        train = a.split("+")
+        if not set(train) <= set(RENDERERS) or b not in RENDERERS or len(set(train)) < len(train):
             ap.error(f"--directions: {d!r} is not TRAIN:TEST with TRAIN one family or several "
-                     f"joined by '+' and TEST one family, among {list(RENDERERS)}")
+                     f"different ones joined by '+' and TEST one family, among {list(RENDERERS)}")
+        if len(train) > 1 and b in train:
+            ap.error(f"--directions: {d!r} tests on a family it trains on; a mix is tested on a "
+                     "family left out of it (its training families are evaluated anyway)")
         pairs.append((a, b))
 
     extra = []

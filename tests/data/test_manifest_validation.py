@@ -248,3 +248,27 @@ def test_check_reports_and_sets_the_exit_status(tmp_path: Path,
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"{benign}: no problems in the rows; 12 findings (train ")
     assert printed[1].startswith("  the train split holds 8 benign and 0 malignant findings")
+
+
+def test_two_rows_may_not_end_with_one_finding_name(tmp_path: Path) -> None:
+    """Evaluate and predict name every finding (the id cell, or path and centre): a name two
+    rows end with is a problem, whether written or made (6 significant digits, as '%g')."""
+    a, b, c = (_good(tmp_path, f"n{i}.nii.gz", i) for i in range(3))
+    scan = _scan(tmp_path, "scan.nii.gz")
+    centre = {"center_y": 5, "center_z": 5, "coord_space": "voxel"}
+    rows = [
+        {"path": a, "label": "benign", "id": ""},  # 2: named n0.nii.gz
+        {"path": b, "label": "malignant", "id": a},  # 3: the name of line 2
+        {"path": scan, "label": "benign", "center_x": 5, **centre},  # 4
+        {"path": scan, "label": "malignant", "center_x": 5.0000001, **centre},  # 5: as line 4
+        {"path": c, "label": "malignant", "id": "x"},  # 6
+    ]
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    with pytest.raises(DataValidationError) as caught:
+        ManifestSource(manifest, cache_dir=tmp_path / "cache")
+    report = str(caught.value)
+    assert report.splitlines()[0] == f"{manifest}: 2 problems in 2 of 5 rows", report
+    assert ("line 3, column 'id', value 'n0.nii.gz': finding named 'n0.nii.gz' as on line 2; "
+            "expected unique ids") in report
+    assert ("line 5, column 'id', value '': finding named 'scan.nii.gz@voxel:5,5,5' as on line "
+            "4 (the name made from its path, centre or mask); expected unique ids") in report

@@ -37,7 +37,8 @@ def test_title_and_labels_are_clear_of_the_slices() -> None:
                 continue
             assert not _overlap(box, other), text.get_text()
     # Row labels name the class and the pattern; every slice has its plane's letters.
-    assert axes[3].get_ylabel() == "malignant\nchordoma"
+    assert axes[3].get_ylabel() == "malignant\nchordoma\n(voxel)"  # the family that drew it
+    assert figure._suptitle.get_text().startswith("calcinet phantom (voxel), seed")
     for index, ax in enumerate(axes):
         view = ("axial", "coronal", "sagittal")[index % 3]
         assert sorted(t.get_text() for t in ax.texts) == sorted(orientation_letters(view).values())

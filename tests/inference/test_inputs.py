@@ -256,3 +256,19 @@ def test_a_scan_given_as_its_own_mask_is_refused(tiny_export: ExportResult,
     assert line.endswith(f"the mask spans {values.min():g} to {values.max():g}); expected a "
                          "label map of whole numbers >= 0 (0 background): is this the scan, or a "
                          "probability map to threshold first?")
+
+
+def test_a_manifest_row_named_as_an_earlier_one_fails_and_the_others_run(tmp_path: Path) -> None:
+    """Predict names the findings as evaluate does, and refuses a second row with one name (the
+    id cell, or the name made from path and centre) as the manifest check does."""
+    rows = patch_rows(tmp_path, 3)
+    rows[0]["id"], rows[1]["id"], rows[2]["id"] = "x", "x", ""
+    rows.append({**rows[2]})  # the same file, no id: named by its path, as line 4
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    found, failures = expand_inputs([manifest])
+    assert [f.id for f in found] == ["x", rows[2]["path"]]
+    assert [f.path for f in failures] == [f"{manifest}:3", f"{manifest}:5"]
+    assert failures[0].reason == ("column 'id': finding named 'x' as on line 2; expected unique "
+                                  "ids, as calcinet-evaluate requires")
+    assert failures[1].reason.startswith(f"column 'id': finding named {rows[2]['path']!r} as on "
+                                         "line 4 (the name made from its path, centre or mask)")

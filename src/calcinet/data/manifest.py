@@ -349,7 +349,7 @@ class ManifestSource:
 
     def _check_duplicates(self, parsed: list[dict[str, Any]]) -> None:
         first: dict[tuple, int] = {}
-        first_id: dict[str, int] = {}
+        first_name: dict[str, int] = {}
         for r in parsed:
             if r["file"] is not None:
                 # A mask row whose mask could not be read has no centre yet: its mask tells it
@@ -361,15 +361,22 @@ class ManifestSource:
                     self.problems.append(Problem(
                         f"same {what} as line {first[key]}; expected each finding once",
                         r["line"], "path", r["row"]["path"]))
-                else:
-                    first[key] = r["line"]
-            if "id" in r["row"] and r["row"]["id"] and r["component"] in (None, 1):
-                if r["row"]["id"] in first_id:
-                    self.problems.append(Problem(
-                        f"same id as line {first_id[r['row']['id']]}; expected unique ids",
-                        r["line"], "id", r["row"]["id"]))
-                else:
-                    first_id.setdefault(r["row"]["id"], r["line"])
+                    continue
+                first[key] = r["line"]
+            if r["id"] is None:
+                continue
+            # Findings are told apart by their final names (the id cell, or the name made from
+            # path and centre or mask, with '#N' for a mask's findings): as evaluate and predict
+            # write them, so two rows may not end with one name.
+            name = r["id"] if r["component"] is None else f"{r['id']}#{r['component']}"
+            if name in first_name and first_name[name] != r["line"]:
+                given = bool(r["row"].get("id"))
+                self.problems.append(Problem(
+                    f"finding named {name!r} as on line {first_name[name]}"
+                    + ("" if given else " (the name made from its path, centre or mask)")
+                    + "; expected unique ids", r["line"], "id", r["row"].get("id", "")))
+            else:
+                first_name.setdefault(name, r["line"])
 
     def _assign_splits(self, usable: list[dict[str, Any]],
                        rows: list[tuple[int, dict[str, str]]]) -> None:

@@ -83,6 +83,7 @@ def read_manifest(manifest: Path, default_space: str | None
                             "row")]
     found: list[Location] = []
     failures: list[Failure] = []
+    named: dict[str, int] = {}  # finding name -> its first line, as the manifest check keeps
     for line, values in rows:
         where = f"{manifest}:{line}"
         if len(values) != len(header):
@@ -96,10 +97,17 @@ def read_manifest(manifest: Path, default_space: str | None
             problems.append(("label", f"{truth!r}: unknown label; expected benign, malignant, 0 "
                                       "or 1 (or empty)"))
             location = None
+        if location is not None and location.id in named:
+            given = "" if row.get("id") else " (the name made from its path, centre or mask)"
+            problems.append(("id", f"finding named {location.id!r} as on line "
+                                   f"{named[location.id]}{given}; expected unique ids, as "
+                                   "calcinet-evaluate requires"))
+            location = None
         if location is None:
             failures += [Failure(where, f"column {column!r}: {message}")
                          for column, message in problems]
         else:
+            named[location.id] = line  # type: ignore[index]
             found.append(replace(location, source=where,
                                  label=LABELS[truth.lower()] if truth else None))
     return found, failures

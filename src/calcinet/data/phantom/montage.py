@@ -104,9 +104,10 @@ def montage_figure(
             if row == 0:
                 ax.set_title(name, fontsize=9)
         cls = "malignant" if PATTERNS[pid].label else "benign"
-        axes[row, 0].set_ylabel(f"{cls}\n{pid}", fontsize=8)
+        axes[row, 0].set_ylabel(f"{cls}\n{pid}\n({params['renderer']})", fontsize=8)
+    families = ", ".join(k for k, w in config.renderer_weights().items() if w > 0)
     fig.suptitle(
-        f"calcinet phantom, seed {seed}, window L{level:g}/W{width:g}\n"
+        f"calcinet phantom ({families}), seed {seed}, window L{level:g}/W{width:g}\n"
         "slices through the lesion, radiological convention",
         fontsize=10,
     )
