@@ -23,6 +23,7 @@ from calcinet.data.phantom.backgrounds import (
     load_scan,
     patch_sites,
 )
+from calcinet.data.phantom.config import RENDERERS
 from calcinet.data.phantom.sampling import scene_object
 from calcinet.data.phantom.shapes import Scene, sphere
 
@@ -225,7 +226,7 @@ def test_default_rendering_is_bit_identical_to_drawing_without_cover(monkeypatch
     assert digest() == with_cover
 
 
-@pytest.mark.parametrize("renderer", ["voxel", "implicit"])
+@pytest.mark.parametrize("renderer", RENDERERS)
 def test_a_real_sample_keeps_the_background_far_from_the_finding(lung1, renderer) -> None:
     config = replace(CONFIG, renderers=(renderer,))
     p = sample_params(0, 0, config, pattern="phlebolith")
