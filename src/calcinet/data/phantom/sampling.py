@@ -20,6 +20,7 @@ import numpy as np
 from calcinet.data.phantom.backgrounds import background_patch, draw_location, insert_finding
 from calcinet.data.phantom.benign import BENIGN
 from calcinet.data.phantom.config import FAMILY_MODULES, RENDERERS, PhantomConfig, family
+from calcinet.data.phantom.draws import quaternion_matrix
 from calcinet.data.phantom.malignant import MALIGNANT
 from calcinet.data.phantom.patterns import (
     BENIGN_PATTERNS,
@@ -28,7 +29,7 @@ from calcinet.data.phantom.patterns import (
     PATTERNS,
 )
 from calcinet.data.phantom.physics import acquire
-from calcinet.data.phantom.shapes import Scene, quaternion_matrix
+from calcinet.data.phantom.shapes import Scene
 
 LESIONS = {**BENIGN, **MALIGNANT}
 # Names in the params that are nuisance factors: drawn from the same distribution whatever the

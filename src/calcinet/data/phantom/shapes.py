@@ -257,19 +257,6 @@ def cylinder(fr: Frame, r: float) -> np.ndarray:
 
 
 # -- orientations ----------------------------------------------------------------------------------
-def quaternion_matrix(q) -> np.ndarray:
-    w, x, y, z = (float(v) for v in q)
-    n = np.sqrt(w * w + x * x + y * y + z * z) or 1.0
-    w, x, y, z = w / n, x / n, y / n, z / n
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 def random_unit(rng: np.random.Generator) -> np.ndarray:
     v = rng.standard_normal(3)
     return v / (np.linalg.norm(v) + 1e-12)

@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 
 from calcinet.data.phantom.config import PhantomConfig
+from calcinet.data.phantom.draws import plain, quaternion_matrix
 from calcinet.data.phantom.growth.benign import PAINTERS as BENIGN
-from calcinet.data.phantom.growth.lattice import Grid, rotation_matrix
+from calcinet.data.phantom.growth.lattice import Grid
 from calcinet.data.phantom.growth.malignant import PAINTERS as MALIGNANT
 from calcinet.data.phantom.growth.scanner import acquire
 from calcinet.data.phantom.growth.tissue import Layers, Scene, background, nuisance_tissue
@@ -131,7 +132,7 @@ def sample_morphology(pattern: str, rng: np.random.Generator, difficulty: float)
     """
     _check(pattern, "pattern")
     sampler, _ = PAINTERS[pattern]
-    return {k: _plain(v) for k, v in sampler(rng, float(difficulty)).items()}
+    return {k: plain(v) for k, v in sampler(rng, float(difficulty)).items()}
 
 
 def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict:
@@ -209,8 +210,8 @@ def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generato
     pattern = params.get("pattern")
     _check(pattern, "params['pattern']")
     s_tissue, s_finding = rng.spawn(2)
-    rotation = rotation_matrix(
-        params["rot_qw"], params["rot_qx"], params["rot_qy"], params["rot_qz"]
+    rotation = quaternion_matrix(
+        (params["rot_qw"], params["rot_qx"], params["rot_qy"], params["rot_qz"])
     )
     centre = (params["jitter_z_mm"], params["jitter_y_mm"], params["jitter_x_mm"])
     grid = Grid(config.patch_size, config.spacing, rotation, centre)
@@ -218,18 +219,6 @@ def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generato
     _, painter = PAINTERS[pattern]
     painter(Scene(grid, layers, s_finding, params), params)
     return layers
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.bool_ | bool):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.str_):
-        return str(v)
-    return v
 
 
 __all__ = [

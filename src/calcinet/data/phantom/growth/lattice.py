@@ -43,19 +43,6 @@ class Grid:
         return d / np.linalg.norm(d)
 
 
-def rotation_matrix(qw: float, qx: float, qy: float, qz: float) -> np.ndarray:
-    """3x3 rotation of the unit quaternion (qw, qx, qy, qz) (normalised here)."""
-    q = np.array([qw, qx, qy, qz], float)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 # -- smooth random fields from lattice noise ------------------------------------------------------
 @functools.lru_cache(maxsize=256)
 def _interp_matrix(n_out: int, step: float, cell: float) -> np.ndarray:

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from calcinet.data.phantom.config import PhantomConfig
+from calcinet.data.phantom.draws import plain, quaternion_matrix
 from calcinet.data.phantom.implicit.background import TISSUES, background
 from calcinet.data.phantom.implicit.benign import PAINTERS as BENIGN
 from calcinet.data.phantom.implicit.context import Context
-from calcinet.data.phantom.implicit.fields import Canvas, quaternion_to_matrix
+from calcinet.data.phantom.implicit.fields import Canvas
 from calcinet.data.phantom.implicit.malignant import PAINTERS as MALIGNANT
 from calcinet.data.phantom.implicit.scanner import acquire
 from calcinet.data.phantom.patterns import PATTERNS
@@ -92,7 +93,7 @@ def sample_morphology(pattern: str, rng: np.random.Generator, difficulty: float)
             f"implicit renderer: pattern={pattern!r} is not covered; covered: {list(COVERED)}"
         )
     sampler, _ = PAINTERS[pattern]
-    return {k: _plain(v) for k, v in sampler(rng, float(difficulty)).items()}
+    return {k: plain(v) for k, v in sampler(rng, float(difficulty)).items()}
 
 
 def sample_nuisance(rng: np.random.Generator, config: PhantomConfig) -> dict:
@@ -185,7 +186,7 @@ def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generato
         )
     s_background, s_finding = rng.spawn(2)
     shape, spacing = config.patch_size, config.spacing
-    rotation = quaternion_to_matrix(
+    rotation = quaternion_matrix(
         (params["rot_qw"], params["rot_qx"], params["rot_qy"], params["rot_qz"])
     )
     centre = (params["jitter_z_mm"], params["jitter_y_mm"], params["jitter_x_mm"])
@@ -194,16 +195,6 @@ def _draw(params: dict[str, Any], config: PhantomConfig, rng: np.random.Generato
     _, painter = PAINTERS[pattern]
     painter(Context(canvas, s_finding, params["deposit_density"]), params)
     return canvas, tissue
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.str_):
-        return str(v)
-    return v
 
 
 __all__ = [

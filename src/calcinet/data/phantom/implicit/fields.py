@@ -144,17 +144,6 @@ def wobbled(s: Shape, w: Wobble) -> Shape:
 
 
 # -- the canvas ------------------------------------------------------------------------------------
-def quaternion_to_matrix(q) -> np.ndarray:
-    w, x, y, z = np.asarray(q, float) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 class Canvas:
     """The ideal object being drawn: ``hu`` and ``cover`` as flat ``[N]`` float32 arrays over the
     patch voxels, ``world`` the voxel centres in patch mm (z, y, x; origin at the patch centre)
