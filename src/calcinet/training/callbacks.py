@@ -1,4 +1,5 @@
-"""Training callbacks: checkpoints that are never half-written and always mean what they say."""
+"""Training callbacks: checkpoints that are never half-written and always mean what they say, and
+early stopping that leaves a warm-up unjudged."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from weakref import proxy
 
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
 from calcinet.files import atomic_replace, temporary_beside
@@ -132,6 +134,40 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+class EarlyStopping(_LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` that leaves the first ``min_epochs`` epochs unjudged.
+
+    Lightning's own guard, ``Trainer(min_epochs=...)``, holds back every stop request (a sweep's
+    pruning too) and still counts the held-back epochs against ``patience``. Here the epochs
+    before ``min_epochs`` neither stop the run nor set the best score: patience starts counting
+    after them. A mix of phantom renderer families sits near chance for its first 3-7 epochs
+    before it learns (README, "Leaving one family out"), and a patience counted from epoch 1
+    ended such a run inside that plateau.
+
+    Args:
+        min_epochs: epochs trained before the monitored metric is judged (0: Lightning's
+            behaviour).
+        *args, **kwargs: those of ``lightning.pytorch.callbacks.EarlyStopping``.
+    """
+
+    def __init__(self, *args: Any, min_epochs: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if int(min_epochs) < 0:
+            raise ValueError(f"EarlyStopping: min_epochs={min_epochs}; expected 0 or more")
+        self.min_epochs = int(min_epochs)
+
+    def _judged(self, trainer: L.Trainer) -> bool:
+        return trainer.current_epoch + 1 > self.min_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._judged(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._judged(trainer):
+            super().on_validation_end(trainer, pl_module)
 
 
 def _link(source: Path, target: Path) -> None:
