@@ -55,6 +55,7 @@ def test_warm_up_epochs_are_not_judged() -> None:
     assert _epochs_trained(EarlyStopping(min_epochs=0, **kwargs)) == 3
 
 
-def test_negative_warm_up_is_refused() -> None:
-    with pytest.raises(ValueError, match="min_epochs=-1"):
-        EarlyStopping(monitor="val/auroc", min_epochs=-1)
+@pytest.mark.parametrize("value", [-1, 2.5, "six", True])
+def test_a_warm_up_that_is_not_a_count_of_epochs_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=f"min_epochs={value!r}; expected a whole number"):
+        EarlyStopping(monitor="val/auroc", min_epochs=value)

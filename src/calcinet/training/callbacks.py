@@ -150,13 +150,17 @@ class EarlyStopping(_LightningEarlyStopping):
         min_epochs: epochs trained before the monitored metric is judged (0: Lightning's
             behaviour).
         *args, **kwargs: those of ``lightning.pytorch.callbacks.EarlyStopping``.
+
+    Raises:
+        ValueError: ``min_epochs`` is not a whole number >= 0.
     """
 
     def __init__(self, *args: Any, min_epochs: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if int(min_epochs) < 0:
-            raise ValueError(f"EarlyStopping: min_epochs={min_epochs}; expected 0 or more")
-        self.min_epochs = int(min_epochs)
+        if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+            raise ValueError(f"EarlyStopping: min_epochs={min_epochs!r}; expected a whole number "
+                             "of epochs, 0 or more")
+        self.min_epochs = min_epochs
 
     def _judged(self, trainer: L.Trainer) -> bool:
         return trainer.current_epoch + 1 > self.min_epochs
