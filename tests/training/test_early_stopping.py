@@ -57,5 +57,5 @@ def test_warm_up_epochs_are_not_judged() -> None:
 
 @pytest.mark.parametrize("value", [-1, 2.5, "six", True])
 def test_a_warm_up_that_is_not_a_count_of_epochs_is_refused(value: object) -> None:
-    with pytest.raises(ValueError, match=f"min_epochs={value!r}; expected a whole number"):
+    with pytest.raises(ValueError, match=f"min_epochs={value!r}: expected a whole number"):
         EarlyStopping(monitor="val/auroc", min_epochs=value)

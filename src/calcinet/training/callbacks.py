@@ -13,6 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
+from calcinet.config import ConfigError
 from calcinet.files import atomic_replace, temporary_beside
 from calcinet.training.checkpoints import BEST, LAST, Saved, best_saved
 
@@ -152,14 +153,15 @@ class EarlyStopping(_LightningEarlyStopping):
         *args, **kwargs: those of ``lightning.pytorch.callbacks.EarlyStopping``.
 
     Raises:
-        ValueError: ``min_epochs`` is not a whole number >= 0.
+        calcinet.config.ConfigError: (a ``ValueError``) ``min_epochs`` is not a whole number
+            >= 0.
     """
 
     def __init__(self, *args: Any, min_epochs: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
-            raise ValueError(f"EarlyStopping: min_epochs={min_epochs!r}; expected a whole number "
-                             "of epochs, 0 or more")
+            raise ConfigError(f"callbacks.early_stopping.min_epochs={min_epochs!r}: expected a "
+                              "whole number of epochs, 0 or more")
         self.min_epochs = min_epochs
 
     def _judged(self, trainer: L.Trainer) -> bool:
