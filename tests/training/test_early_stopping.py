@@ -50,12 +50,12 @@ def test_warm_up_epochs_are_not_judged() -> None:
     assert _epochs_trained(LightningEarlyStopping(**kwargs), min_epochs=5) == 5
     # Warm-up of 5 epochs: judged from epoch 6 (0.80), best 0.91 at epoch 8, no gain at 9 and
     # 10 -> stops after epoch 10.
-    assert _epochs_trained(EarlyStopping(min_epochs=5, **kwargs)) == 10
-    # min_epochs=0 is Lightning's behaviour.
-    assert _epochs_trained(EarlyStopping(min_epochs=0, **kwargs)) == 3
+    assert _epochs_trained(EarlyStopping(start_from_epoch=5, **kwargs)) == 10
+    # start_from_epoch=0 is Lightning's behaviour.
+    assert _epochs_trained(EarlyStopping(start_from_epoch=0, **kwargs)) == 3
 
 
 @pytest.mark.parametrize("value", [-1, 2.5, "six", True])
 def test_a_warm_up_that_is_not_a_count_of_epochs_is_refused(value: object) -> None:
-    with pytest.raises(ValueError, match=f"min_epochs={value!r}: expected a whole number"):
-        EarlyStopping(monitor="val/auroc", min_epochs=value)
+    with pytest.raises(ValueError, match=f"start_from_epoch={value!r}: expected a whole number"):
+        EarlyStopping(monitor="val/auroc", start_from_epoch=value)

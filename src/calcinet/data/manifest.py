@@ -57,6 +57,7 @@ from calcinet.imaging.rows import (
     CENTER,
     LABELS,
     SPACING,
+    FindingNames,
     parse_location,
     parse_number,
     read_csv,
@@ -349,7 +350,7 @@ class ManifestSource:
 
     def _check_duplicates(self, parsed: list[dict[str, Any]]) -> None:
         first: dict[tuple, int] = {}
-        first_name: dict[str, int] = {}
+        names = FindingNames()
         for r in parsed:
             if r["file"] is not None:
                 # A mask row whose mask could not be read has no centre yet: its mask tells it
@@ -365,18 +366,11 @@ class ManifestSource:
                 first[key] = r["line"]
             if r["id"] is None:
                 continue
-            # Findings are told apart by their final names (the id cell, or the name made from
-            # path and centre or mask, with '#N' for a mask's findings): as evaluate and predict
-            # write them, so two rows may not end with one name.
+            # Findings are told apart by their final names, '#N' added for a mask's findings.
             name = r["id"] if r["component"] is None else f"{r['id']}#{r['component']}"
-            if name in first_name and first_name[name] != r["line"]:
-                given = bool(r["row"].get("id"))
-                self.problems.append(Problem(
-                    f"finding named {name!r} as on line {first_name[name]}"
-                    + ("" if given else " (the name made from its path, centre or mask)")
-                    + "; expected unique ids", r["line"], "id", r["row"].get("id", "")))
-            else:
-                first_name.setdefault(name, r["line"])
+            clash = names.clash(name, r["line"], given=bool(r["row"].get("id")))
+            if clash:
+                self.problems.append(Problem(clash, r["line"], "id", r["row"].get("id", "")))
 
     def _assign_splits(self, usable: list[dict[str, Any]],
                        rows: list[tuple[int, dict[str, str]]]) -> None:

@@ -155,3 +155,22 @@ def finding_id(row: Mapping[str, str], center: tuple[float, float, float] | None
     if center is not None:
         return f"{path}@{coord_space}:{','.join(f'{v:g}' for v in center)}"
     return path
+
+
+class FindingNames:
+    """The finding names of one manifest so far, each with its first line: the one check that
+    no two rows end with the same name (:func:`finding_id`, ``#N`` added for a mask's
+    findings), which evaluate's predictions and predict's rows are keyed on. Used by the
+    manifest check and by ``calcinet-predict``."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, int] = {}
+
+    def clash(self, name: str, line: int, given: bool) -> str | None:
+        """None, and ``name`` kept for ``line``, when no earlier line holds it; else the problem
+        (``given``: the name is the row's ``id`` cell rather than one made from the row)."""
+        first = self._first.setdefault(name, line)
+        if first == line:
+            return None
+        made = "" if given else " (the name made from its path, centre or mask)"
+        return f"finding named {name!r} as on line {first}{made}; expected unique ids"

@@ -16,7 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from calcinet.imaging.geometry import VOLUME_SUFFIXES, check_space, has_suffix, is_dicom_file
-from calcinet.imaging.rows import CENTER, LABELS, Location, parse_location, read_csv
+from calcinet.imaging.rows import (
+    CENTER,
+    LABELS,
+    FindingNames,
+    Location,
+    parse_location,
+    read_csv,
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ def read_manifest(manifest: Path, default_space: str | None
                             "row")]
     found: list[Location] = []
     failures: list[Failure] = []
-    named: dict[str, int] = {}  # finding name -> its first line, as the manifest check keeps
+    names = FindingNames()  # as the manifest check keeps them
     for line, values in rows:
         where = f"{manifest}:{line}"
         if len(values) != len(header):
@@ -97,17 +104,15 @@ def read_manifest(manifest: Path, default_space: str | None
             problems.append(("label", f"{truth!r}: unknown label; expected benign, malignant, 0 "
                                       "or 1 (or empty)"))
             location = None
-        if location is not None and location.id in named:
-            given = "" if row.get("id") else " (the name made from its path, centre or mask)"
-            problems.append(("id", f"finding named {location.id!r} as on line "
-                                   f"{named[location.id]}{given}; expected unique ids, as "
-                                   "calcinet-evaluate requires"))
+        clash = None if location is None else names.clash(
+            location.id, line, given=bool(row.get("id")))  # type: ignore[arg-type]
+        if clash:
+            problems.append(("id", f"{clash}, as calcinet-evaluate requires"))
             location = None
         if location is None:
             failures += [Failure(where, f"column {column!r}: {message}")
                          for column, message in problems]
         else:
-            named[location.id] = line  # type: ignore[index]
             found.append(replace(location, source=where,
                                  label=LABELS[truth.lower()] if truth else None))
     return found, failures

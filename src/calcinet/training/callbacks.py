@@ -138,34 +138,37 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
 
 class EarlyStopping(_LightningEarlyStopping):
-    """Lightning's ``EarlyStopping`` that leaves the first ``min_epochs`` epochs unjudged.
+    """Lightning's ``EarlyStopping`` that leaves the first ``start_from_epoch`` epochs unjudged
+    (Keras's ``EarlyStopping(start_from_epoch=...)``; Lightning has no such argument).
 
     Lightning's own guard, ``Trainer(min_epochs=...)``, holds back every stop request (a sweep's
-    pruning too) and still counts the held-back epochs against ``patience``. Here the epochs
-    before ``min_epochs`` neither stop the run nor set the best score: patience starts counting
-    after them. A mix of phantom renderer families sits near chance for its first 3-7 epochs
-    before it learns (README, "Leaving one family out"), and a patience counted from epoch 1
-    ended such a run inside that plateau.
+    pruning too) and still counts the held-back epochs against ``patience``, so the run stops at
+    ``min_epochs`` even when it has improved since (Lightning issue #19966). Here the epochs
+    before ``start_from_epoch`` neither stop the run nor set the best score: patience starts
+    counting after them. A mix of phantom renderer families sits near chance for its first 3-7
+    epochs before it learns (README, "Leaving one family out"), and a patience counted from
+    epoch 1 ended such a run inside that plateau.
 
     Args:
-        min_epochs: epochs trained before the monitored metric is judged (0: Lightning's
+        start_from_epoch: epochs trained before the monitored metric is judged (0: Lightning's
             behaviour).
         *args, **kwargs: those of ``lightning.pytorch.callbacks.EarlyStopping``.
 
     Raises:
-        calcinet.config.ConfigError: (a ``ValueError``) ``min_epochs`` is not a whole number
-            >= 0.
+        calcinet.config.ConfigError: (a ``ValueError``) ``start_from_epoch`` is not a whole
+            number >= 0.
     """
 
-    def __init__(self, *args: Any, min_epochs: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, start_from_epoch: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
-            raise ConfigError(f"callbacks.early_stopping.min_epochs={min_epochs!r}: expected a "
+        start = start_from_epoch
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ConfigError(f"callbacks.early_stopping.start_from_epoch={start!r}: expected a "
                               "whole number of epochs, 0 or more")
-        self.min_epochs = min_epochs
+        self.start_from_epoch = start
 
     def _judged(self, trainer: L.Trainer) -> bool:
-        return trainer.current_epoch + 1 > self.min_epochs
+        return trainer.current_epoch + 1 > self.start_from_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._judged(trainer):
