@@ -21,7 +21,9 @@ class CompactCNN(nn.Module):
         in_channels: image channels (1 for CT).
         channels: feature channels of each stage; the stem produces ``channels[0]``.
         stem_stride: stride of the stem convolution (2 halves every spatial side at once).
-        convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage.
+        convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage: one number for
+            every stage, or one per stage (``[1, 2, 2, 2]``: the first stage, which runs at the
+            highest resolution and costs most, gets a single convolution).
         dropout: dropout before the final linear layer.
         norm: MONAI norm name, e.g. ``"batch"`` or ``"instance"``.
         act: MONAI activation name.
@@ -32,7 +34,7 @@ class CompactCNN(nn.Module):
         in_channels: int = 1,
         channels: Sequence[int] = (16, 32, 64, 128),
         stem_stride: int = 2,
-        convs_per_stage: int = 2,
+        convs_per_stage: int | Sequence[int] = 2,
         dropout: float = 0.2,
         norm: str = "batch",
         act: str = "relu",
@@ -41,14 +43,15 @@ class CompactCNN(nn.Module):
         if not channels:
             raise ValueError("channels: expected at least one stage, got an empty list")
         channels = [int(c) for c in channels]
+        convs = self.stage_convs(convs_per_stage, len(channels))
         self.stem = Convolution(
             3, in_channels, channels[0], strides=stem_stride, kernel_size=3, norm=norm, act=act
         )
         stages: list[nn.Module] = []
         previous = channels[0]
-        for width in channels:
+        for width, count in zip(channels, convs, strict=True):
             layers: list[nn.Module] = []
-            for _ in range(convs_per_stage):
+            for _ in range(count):
                 layers.append(Convolution(3, previous, width, kernel_size=3, norm=norm, act=act))
                 previous = width
             layers.append(nn.MaxPool3d(kernel_size=2))
@@ -57,6 +60,24 @@ class CompactCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(previous, 1)
+
+    @staticmethod
+    def stage_convs(convs_per_stage: int | Sequence[int], stages: int) -> list[int]:
+        """The number of convolutions of each of ``stages`` stages.
+
+        Raises:
+            ValueError: a count below 1, or a list whose length is not ``stages``.
+        """
+        if isinstance(convs_per_stage, int):
+            convs = [convs_per_stage] * stages
+        else:
+            convs = [int(n) for n in convs_per_stage]
+        if len(convs) != stages or min(convs, default=0) < 1:
+            raise ValueError(
+                f"convs_per_stage={convs_per_stage!r}: expected a count of 1 or more, or one for "
+                f"each of the {stages} stages of channels"
+            )
+        return convs
 
     @staticmethod
     def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (16, 32, 64, 128)) -> int:

@@ -92,11 +92,20 @@ def _with_weights(model: nn.Module, weights: str | None) -> nn.Module:
 
 
 # --- the compact CPU default ------------------------------------------------------------------
+def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per_stage: Any) -> int:
+    # Checked with the patch size, before training starts, so that a bad count is one line.
+    try:
+        CompactCNN.stage_convs(convs_per_stage, len(channels))
+    except ValueError as error:
+        raise ValueError(f"model.network.{error}") from None
+    return CompactCNN.min_patch_size(stem_stride, channels)
+
+
 @register_network(
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
-    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), **_: (
-        CompactCNN.min_patch_size(stem_stride, channels)
+    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=2, **_: (
+        _compact_min_patch_size(stem_stride, channels, convs_per_stage)
     ),
 )
 def _compact(weights: str | None = None, **kwargs: Any) -> nn.Module:
