@@ -124,6 +124,7 @@ def test_an_unknown_renderer_in_the_params_fails_in_one_line() -> None:
         ([], "a non-empty list"),
         ({"implicit": 0.0}, "at least one positive weight"),
         ({"growth": -1.0}, "a weight >= 0"),
+        (["voxel", "growth", "voxel"], "'voxel' is repeated"),
     ],
 )
 def test_bad_renderers_fail_in_one_line(value, fragment) -> None:

@@ -61,8 +61,9 @@ def _weights(
     name: str, value: Any, valid: Sequence[str], what: str
 ) -> tuple[str, ...] | dict[str, float]:
     """Check a choice among `valid`: one name, a list of names or a dict name -> weight >= 0
-    with at least one positive weight. Returns a tuple of names (in order, duplicates dropped)
-    or a dict of float weights."""
+    with at least one positive weight. Returns a tuple of names (in order) or a dict of float
+    weights. A name given twice in a list is an error: it reads like a weight, which only the dict
+    form gives."""
     valid_list = list(valid)
     if isinstance(value, str):
         value = (value,)
@@ -87,7 +88,11 @@ def _weights(
         if not names or bad:
             unknown = f"; {bad[0]!r} is unknown" if bad else ""
             raise _err(name, list(value), f"a non-empty list of {what} among {valid_list}{unknown}")
-        return tuple(dict.fromkeys(names))
+        repeated = sorted({x for x in names if names.count(x) > 1})
+        if repeated:
+            raise _err(name, list(value), f"each of the {what} once ({repeated[0]!r} is repeated; "
+                                          "a dict name -> weight weights them)")
+        return names
     raise _err(name, value, f"a name, a list of names or a dict name -> weight, in {valid_list}")
 
 
