@@ -16,7 +16,7 @@ import torch
 
 from calcinet.data.sources import SyntheticSource
 from calcinet.export import export_checkpoint
-from calcinet.export.card import CARD_EXTRA_FILE, render
+from calcinet.export.card import CARD_EXTRA_FILE, render, training_data
 from tests.helpers import REPO, compose_config
 
 
@@ -61,6 +61,9 @@ def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> N
     assert "Research use only" in text and "Not a medical device; not for diagnosis" in text
     assert "Trained on a synthetic CT phantom, not on patient scans" in text
     assert "- Kind: synthetic CT phantom" in text
+    # SyntheticSource's phantom defaults: the voxel family, no real CT background.
+    assert "- renderer families: voxel\n" in text
+    assert "- real CT backgrounds: none\n" in text
     for split, count in recorded["counts"].items():
         assert f"| {split} | {count[0]} | {count[1]} |" in text
     assert sum(c[0] + c[1] for c in recorded["counts"].values()) == 48
@@ -76,6 +79,19 @@ def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> N
     assert card["training_data"]["class_counts"]["train"] == {
         "benign": recorded["counts"]["train"][0], "malignant": recorded["counts"]["train"][1]}
     assert card["evaluation"] is None
+
+
+def test_the_card_names_the_phantom_families_and_real_backgrounds() -> None:
+    phantom = {"difficulty": 0.5, "renderers": {"voxel": 1.0, "growth": 3.0},
+               "real_background_fraction": 0.25, "backgrounds": ["scans/lung1_image.nrrd"]}
+    data = training_data({"data": {"kind": "synthetic",
+                                   "describe": {"seed": 3, "phantom": phantom}}})
+    assert data["origin"] == {
+        "seed": 3, "difficulty": 0.5, "renderer families": "voxel 1, growth 3",
+        "real CT backgrounds": "0.25 of the findings, in patches of scans/lung1_image.nrrd"}
+    text = render({"card": {"training_data": data}})
+    assert text.index("- seed: 3") < text.index("- renderer families: voxel 1, growth 3") \
+        < text.index("- real CT backgrounds: 0.25 of the findings")
 
 
 def test_two_exports_into_one_folder_keep_their_own_cards(

@@ -46,7 +46,8 @@ WEAKEST = 4
 
 #: The order the card lists the splits and the data's origin in.
 SPLIT_ORDER = ("train", "val", "test")
-ORIGIN_ORDER = ("seed", "difficulty", "manifest", "path")
+ORIGIN_ORDER = ("seed", "difficulty", "renderer families", "real CT backgrounds", "manifest",
+                "path")
 
 
 def project_facts() -> dict[str, Any]:
@@ -62,6 +63,23 @@ def project_facts() -> dict[str, Any]:
     }
 
 
+def _families(renderers: Any) -> str | None:
+    """``voxel, growth`` for a list of renderer families, ``voxel 1, growth 3`` for weights."""
+    if isinstance(renderers, str):
+        return renderers
+    if isinstance(renderers, Mapping):
+        return ", ".join(f"{name} {weight:g}" for name, weight in renderers.items())
+    return ", ".join(renderers) if renderers else None
+
+
+def _real_backgrounds(phantom: Mapping[str, Any]) -> str | None:
+    fraction = phantom.get("real_background_fraction")
+    if not fraction:
+        return None if fraction is None else "none"
+    files = ", ".join(str(b) for b in phantom.get("backgrounds") or [])
+    return f"{fraction:g} of the findings, in patches of {files}"
+
+
 def training_data(run: Mapping[str, Any]) -> dict[str, Any]:
     """What the model was trained on, from ``checkpoint["calcinet"]["data"]`` (``unknown``
     when the checkpoint predates these records)."""
@@ -74,8 +92,10 @@ def training_data(run: Mapping[str, Any]) -> dict[str, Any]:
     }
     origin: dict[str, Any] = {}
     if kind == "synthetic":
-        origin = {"seed": describe.get("seed"),
-                  "difficulty": (describe.get("phantom") or {}).get("difficulty")}
+        phantom = describe.get("phantom") or {}
+        origin = {"seed": describe.get("seed"), "difficulty": phantom.get("difficulty"),
+                  "renderer families": _families(phantom.get("renderers")),
+                  "real CT backgrounds": _real_backgrounds(phantom)}
     elif kind == "manifest":
         origin = {"manifest": describe.get("manifest")}
     elif kind == "nodulemnist3d":
