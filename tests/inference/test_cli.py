@@ -322,3 +322,8 @@ def test_a_run_that_predicts_nothing_leaves_an_earlier_csv_as_it_was(
         assert f"calcinet: warning: {said}\n" in done.stderr
         assert said in output.with_suffix(".log").read_text()
     assert rows.read_bytes() == earlier and not (tmp_path / "new.csv").exists()
+    # The log beside rows.csv still holds the run that wrote its rows, then the failed rerun,
+    # each headed by its command line.
+    runs = rows.with_suffix(".log").read_text().split("[INFO] - $ calcinet-predict ")
+    assert len(runs) == 3 and f"Wrote 2 prediction(s) to {rows}" in runs[1]
+    assert runs[2].startswith(f"--model-path {model} notes.nii.gz empty.nii --output-path {rows}")

@@ -17,6 +17,7 @@ import argparse
 import functools
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -220,11 +221,14 @@ class NoAdvertisements(logging.Filter):
 
 
 def setup_tool_logging(quiet: bool = False, log_file: Path | None = None,
-                       messages_to_stderr: bool = False) -> None:
+                       messages_to_stderr: bool = False,
+                       command: Sequence[str] = ()) -> None:
     """Logging of the argparse tools: the report on stdout (on stderr with
     ``messages_to_stderr``, when the tool prints its results on stdout), warnings and errors on
     stderr, everything also in ``log_file`` (timestamped) when given; ``quiet`` keeps warnings
-    and errors only (and turns progress bars off)."""
+    and errors only (and turns progress bars off). ``log_file`` is appended to, each run headed
+    by ``command`` (its command line): a rerun that writes nothing (every input failed) keeps
+    the log of the run whose results are still beside it."""
     from calcinet import progress
 
     progress.set_quiet(quiet)
@@ -242,11 +246,13 @@ def setup_tool_logging(quiet: bool = False, log_file: Path | None = None,
         log.addHandler(handler)
     if log_file is not None:
         try:
-            handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+            handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
         except OSError as error:
             fail(f"{log_file}: the log beside the output cannot be written "
                  f"({error.strerror or type(error).__name__}); expected a folder you can write")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] - %(message)s"))
+        handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0,
+                                      "$ " + shlex.join(command), None, None))
         log.addHandler(handler)
 
 

@@ -4,7 +4,7 @@ model.
 Needs only torch and the image readers (no Lightning, Hydra or MLflow). Exit status: 0 when every
 input was predicted, 1 when some failed (one line each on stderr), 2 for a bad command line or a
 model that cannot be loaded (see :data:`calcinet.cli.EXIT_STATUSES`). With ``--output-path
-rows.csv`` the run's messages are also written to ``rows.log`` beside it.
+rows.csv`` the run's messages are also appended to ``rows.log`` beside it, after its command line.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ manifest rows give one, as in calcinet-evaluate's predictions.csv; 'prediction' 
 (0/1, probability >= threshold) and 'predicted_label' its class name (benign/malignant).
 The 'warning' column says when an input does not look like CT in HU, or lies far from the
 intensities of the model's training patches; the row is written all the same.
-With --output-path rows.csv the messages of the run also go to rows.log beside it.
+With --output-path rows.csv the messages of the run are also appended to rows.log beside it,
+after the run's command line.
 
 """ + EXIT_STATUSES
 
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-path",  # text: a trailing slash (a folder meant) must stay visible
         metavar="CSV",
         help="write the rows as CSV here instead of printing a table (and the run's messages "
-        "to <CSV stem>.log beside it; the folder is created); '-': CSV on stdout",
+        "appended to <CSV stem>.log beside it; the folder is created); '-': CSV on stdout",
     )
     deprecated_alias(parser, "--out", "--output-path")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
@@ -192,7 +193,8 @@ def check_output_path(output: Path, model_path: Path, inputs: list[str], given: 
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     parser = build_parser()
-    args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(joined_values(argv))
     given = args.output_path
     args.output_path = None if given is None else Path(given)
     if args.model_path is None:
@@ -202,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         check_output_path(args.output_path, args.model_path, args.inputs, given)
     log_file = None if to_stdout else args.output_path.with_suffix(".log")
     # The rows own stdout when they are printed: the messages go to stderr then.
-    setup_tool_logging(args.quiet, log_file, messages_to_stderr=to_stdout)
+    setup_tool_logging(args.quiet, log_file, messages_to_stderr=to_stdout,
+                       command=["calcinet-predict", *argv])
     # Imported here so that --help answers at once; torch takes seconds to import.
     from calcinet.inference import expand_inputs, load_model, predict
     from calcinet.inference.inputs import Failure, parse_center
