@@ -2,6 +2,7 @@
 
     python scripts/bench_export.py                    # compact CNN, 48^3, batches 1 and 32
     python scripts/bench_export.py --patch-size 32 --batches 1 8 --rounds 20
+    python scripts/bench_export.py model.network.convs_per_stage=2   # Hydra overrides: the network
 
 Every variant is the same HU model (window + network + sigmoid) with random weights (speed does
 not depend on training): eager PyTorch; the TorchScript file as saved and reloaded; the same file
@@ -38,10 +39,11 @@ from calcinet.inference.model import quiet_torchscript
 from calcinet.models.networks import build_network
 from calcinet.runtime import tune_malloc
 
-#: The default recipe's network and HU window, read from the configs (no second copy).
-_DEFAULTS = compose("train")
-COMPACT = OmegaConf.to_container(_DEFAULTS.model.network, resolve=True)
-HU_WINDOW = tuple(_DEFAULTS.data.hu_window)
+
+def recipe(overrides: list[str]) -> tuple[dict, tuple[float, float]]:
+    """The network and HU window of the train config with ``overrides`` (no second copy)."""
+    cfg = compose("train", overrides)
+    return OmegaConf.to_container(cfg.model.network, resolve=True), tuple(cfg.data.hu_window)
 
 
 def time_rounds(
@@ -74,9 +76,11 @@ def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, flo
     return statistics.median(ratios), lower, upper
 
 
-def build_variants(size: int, folder: Path) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    network = build_network(**COMPACT)
-    eager = HUClassifier(network, HU_WINDOW, (size,) * 3).eval()
+def build_variants(
+    network_kwargs: dict, hu_window: tuple[float, float], size: int, folder: Path
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    network = build_network(**network_kwargs)
+    eager = HUClassifier(network, hu_window, (size,) * 3).eval()
     example = torch.full((2, 1, size, size, size), -1000.0)
     scripted, _ = to_torchscript(eager, example)
     save_torchscript(scripted, folder / "model.ts", None)
@@ -103,19 +107,21 @@ def main() -> None:
         "--rounds", type=int, default=60, help="interleaved rounds at batch 1 (fewer for batches)"
     )
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config")
     args = parser.parse_args()
+    network_kwargs, hu_window = recipe(args.overrides)
     tuned = tune_malloc()  # as calcinet-predict does; CALCINET_MALLOC_TUNING=0 to compare
     torch.manual_seed(0)
     size = args.patch_size
     with tempfile.TemporaryDirectory() as folder:
-        variants = build_variants(size, Path(folder))
+        variants = build_variants(network_kwargs, hu_window, size, Path(folder))
         results: dict[int, dict[str, list[float]]] = {}
         for batch in args.batches:
             hu = torch.rand(batch, 1, size, size, size) * 2400.0 - 1000.0
             rounds = max(8, args.rounds if batch == 1 else args.rounds // 3)
             results[batch] = time_rounds(variants, hu, args.warmup, rounds)
     print(
-        f"compact CNN {COMPACT['channels']}, {size}^3 HU patches, torch {torch.__version__}, "
+        f"{network_kwargs}, {size}^3 HU patches, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"{platform.processor() or platform.machine()}, "
         f"malloc tuning {'on' if tuned else 'off'}"

@@ -2,10 +2,12 @@
 
     python scripts/bench_predict.py                                # this source tree
     python scripts/bench_predict.py --tree before=/tmp/old/src     # and another one, interleaved
+    python scripts/bench_predict.py model.network.convs_per_stage=2  # Hydra overrides: the network
 
 The command is run as a user runs it (a fresh process: start-up, model loading, reading,
-resampling, batching, writing the CSV), with the default compact CNN (random weights: speed does
-not depend on training) exported as TorchScript at the default 48^3 / 1.25 mm. Inputs:
+resampling, batching, writing the CSV), with the train config's network (the default compact CNN
+unless Hydra overrides are given; random weights: speed does not depend on training) exported as
+TorchScript at the default 48^3 / 1.25 mm. Inputs:
 
 - ``--patches`` NIfTI phantom patches of 64^3 at 1 mm (resampled to the model's grid);
 - the 28-slice axial series of ``../shared/fixtures/real/dicom/axial_series`` (512 x 512, 5 mm),
@@ -39,8 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 AXIAL = REPO.parent / "shared" / "fixtures" / "real" / "dicom" / "axial_series"
 
 
-def write_model(path: Path) -> Path:
-    """The default compact CNN with random weights, as calcinet-export lays it out."""
+def write_model(path: Path, overrides: list[str]) -> Path:
+    """The train config's network (with Hydra ``overrides``) with random weights, as
+    calcinet-export lays it out."""
     import torch
     from omegaconf import OmegaConf
 
@@ -51,7 +54,7 @@ def write_model(path: Path) -> Path:
     from calcinet.export.wrapper import HUClassifier
     from calcinet.models.networks import build_network
 
-    defaults = compose("train")
+    defaults = compose("train", overrides)
     network = OmegaConf.to_container(defaults.model.network, resolve=True)
     patch, spacing = list(defaults.data.patch_size), list(defaults.data.spacing)
     window = list(defaults.data.hu_window)
@@ -140,11 +143,12 @@ def main() -> None:
     add_tree_option(parser)
     parser.add_argument("--patches", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config")
     args = parser.parse_args()
     trees = source_trees(args)
     with tempfile.TemporaryDirectory(prefix="calcinet-bench-predict-") as tmp:
         folder = Path(tmp)
-        model = write_model(folder / "model.ts")
+        model = write_model(folder / "model.ts", args.overrides)
         patches = write_patches(folder / "patches", args.patches)
         single = next(iter(sorted(patches.iterdir())))
         jobs = {
