@@ -55,8 +55,9 @@ def test_compact_takes_one_convolution_count_per_stage() -> None:
     assert sum(p.numel() for p in net.parameters()) == conv_params + norm_params + 33
     with torch.no_grad():
         assert net(torch.randn(2, 1, 16, 16, 16)).shape == (2, 1)
+    # The default: the stem, one convolution in the first stage and two in each other one.
     assert len([m for m in build_network("compact").modules()
-                if isinstance(m, torch.nn.Conv3d)]) == 1 + 2 * 4
+                if isinstance(m, torch.nn.Conv3d)]) == 1 + 1 + 2 * 3
 
 
 @pytest.mark.parametrize("counts", [[1, 2], [2, 0, 2, 2], 0])

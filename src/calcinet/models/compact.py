@@ -34,7 +34,7 @@ class CompactCNN(nn.Module):
         in_channels: int = 1,
         channels: Sequence[int] = (16, 32, 64, 128),
         stem_stride: int = 2,
-        convs_per_stage: int | Sequence[int] = 2,
+        convs_per_stage: int | Sequence[int] = (1, 2, 2, 2),
         dropout: float = 0.2,
         norm: str = "batch",
         act: str = "relu",

@@ -104,7 +104,7 @@ def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per
 @register_network(
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
-    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=2, **_: (
+    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=(1, 2, 2, 2), **_: (
         _compact_min_patch_size(stem_stride, channels, convs_per_stage)
     ),
 )
