@@ -2,7 +2,7 @@
 
     python scripts/bench_export.py                    # compact CNN, 48^3, batches 1 and 32
     python scripts/bench_export.py --patch-size 32 --batches 1 8 --rounds 20
-    python scripts/bench_export.py model.network.convs_per_stage=2   # Hydra overrides: the network
+    python scripts/bench_export.py model.network.first_stage_convs=2  # Hydra overrides: the network
 
 Every variant is the same HU model (window + network + sigmoid) with random weights (speed does
 not depend on training): eager PyTorch; the TorchScript file as saved and reloaded; the same file

@@ -40,30 +40,37 @@ def test_compact_is_small_and_its_minimum_follows_its_shape() -> None:
     assert min_patch_size("compact", stem_stride=1, channels=[8, 16]) == 4
 
 
-def test_compact_takes_one_convolution_count_per_stage() -> None:
-    net = build_network("compact", channels=[8, 16, 32], convs_per_stage=[1, 2, 3])
+def test_compact_takes_its_first_stage_convolutions_apart() -> None:
+    net = build_network("compact", channels=[8, 16, 32], convs_per_stage=3, first_stage_convs=1)
     convs = [
         [m for m in stage.modules() if isinstance(m, torch.nn.Conv3d)] for stage in net.stages
     ]
-    assert [len(c) for c in convs] == [1, 2, 3]
-    # Hand count: stem 1->8 (27*8 + 8), then 8->8, 8->16, 16->16, 16->32, 32->32, 32->32,
-    # each 27*in*out weights + out biases, plus two BatchNorm parameters per channel after each
+    assert [len(c) for c in convs] == [1, 3, 3]
+    # Hand count: stem 1->8, then 8->8, 8->16, 16->16, 16->16, 16->32, 32->32, 32->32, each
+    # 27*in*out weights + out biases, plus two BatchNorm parameters per channel after each
     # convolution and the 32 + 1 of the linear head.
-    conv_params = sum(27 * i * o + o for i, o in
-                      [(1, 8), (8, 8), (8, 16), (16, 16), (16, 32), (32, 32), (32, 32)])
-    norm_params = 2 * (8 + 8 + 16 + 16 + 32 + 32 + 32)
+    pairs = [(1, 8), (8, 8), (8, 16), (16, 16), (16, 16), (16, 32), (32, 32), (32, 32)]
+    conv_params = sum(27 * i * o + o for i, o in pairs)
+    norm_params = 2 * sum(o for _, o in pairs)
     assert sum(p.numel() for p in net.parameters()) == conv_params + norm_params + 33
     with torch.no_grad():
         assert net(torch.randn(2, 1, 16, 16, 16)).shape == (2, 1)
-    # The default: the stem, one convolution in the first stage and two in each other one.
-    assert len([m for m in build_network("compact").modules()
-                if isinstance(m, torch.nn.Conv3d)]) == 1 + 1 + 2 * 3
+
+    def count(**kwargs) -> list[int]:
+        return [len([m for m in stage.modules() if isinstance(m, torch.nn.Conv3d)])
+                for stage in build_network("compact", **kwargs).stages]
+
+    # The default: one convolution in the first stage, two in each other one, whatever the
+    # number of stages; first_stage_convs=null gives every stage convs_per_stage.
+    assert count() == [1, 2, 2, 2] and count(channels=[8, 16]) == [1, 2]
+    assert count(first_stage_convs=None) == [2, 2, 2, 2]
 
 
-@pytest.mark.parametrize("counts", [[1, 2], [2, 0, 2, 2], 0])
-def test_a_bad_convolution_count_names_the_key(counts) -> None:
-    with pytest.raises(ValueError, match=r"model\.network\.convs_per_stage=.*4 stages"):
-        check_patch_size("compact", [48, 48, 48], convs_per_stage=counts)
+@pytest.mark.parametrize("key, value", [("convs_per_stage", 0), ("first_stage_convs", 0),
+                                        ("convs_per_stage", [1, 2]), ("convs_per_stage", None)])
+def test_a_bad_convolution_count_names_the_key(key, value) -> None:
+    with pytest.raises(ValueError, match=rf"model\.network\.{key}=.*: expected a whole number"):
+        check_patch_size("compact", [48, 48, 48], **{key: value})
 
 
 # Scripting every network, with outputs identical to eager, is tested through the exporter

@@ -21,9 +21,11 @@ class CompactCNN(nn.Module):
         in_channels: image channels (1 for CT).
         channels: feature channels of each stage; the stem produces ``channels[0]``.
         stem_stride: stride of the stem convolution (2 halves every spatial side at once).
-        convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage: one number for
-            every stage, or one per stage (``[1, 2, 2, 2]``: the first stage, which runs at the
-            highest resolution and costs most, gets a single convolution).
+        convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage.
+        first_stage_convs: those of the first stage instead (``None``: ``convs_per_stage``). The
+            first stage runs at the highest resolution (24^3 after the stem for a 48^3 patch) and
+            holds about 60 % of the multiply-adds with two convolutions; one there trains the
+            default network about 1.6x faster (README, "What to expect").
         dropout: dropout before the final linear layer.
         norm: MONAI norm name, e.g. ``"batch"`` or ``"instance"``.
         act: MONAI activation name.
@@ -34,7 +36,8 @@ class CompactCNN(nn.Module):
         in_channels: int = 1,
         channels: Sequence[int] = (16, 32, 64, 128),
         stem_stride: int = 2,
-        convs_per_stage: int | Sequence[int] = (1, 2, 2, 2),
+        convs_per_stage: int = 2,
+        first_stage_convs: int | None = 1,
         dropout: float = 0.2,
         norm: str = "batch",
         act: str = "relu",
@@ -43,7 +46,7 @@ class CompactCNN(nn.Module):
         if not channels:
             raise ValueError("channels: expected at least one stage, got an empty list")
         channels = [int(c) for c in channels]
-        convs = self.stage_convs(convs_per_stage, len(channels))
+        convs = self.stage_convs(len(channels), convs_per_stage, first_stage_convs)
         self.stem = Convolution(
             3, in_channels, channels[0], strides=stem_stride, kernel_size=3, norm=norm, act=act
         )
@@ -62,22 +65,21 @@ class CompactCNN(nn.Module):
         self.classifier = nn.Linear(previous, 1)
 
     @staticmethod
-    def stage_convs(convs_per_stage: int | Sequence[int], stages: int) -> list[int]:
+    def stage_convs(stages: int, convs_per_stage: int = 2, first_stage_convs: int | None = 1
+                    ) -> list[int]:
         """The number of convolutions of each of ``stages`` stages.
 
         Raises:
-            ValueError: a count below 1, or a list whose length is not ``stages``.
+            ValueError: a count that is not a whole number >= 1 (the message names the argument).
         """
-        if isinstance(convs_per_stage, int):
-            convs = [convs_per_stage] * stages
-        else:
-            convs = [int(n) for n in convs_per_stage]
-        if len(convs) != stages or min(convs, default=0) < 1:
-            raise ValueError(
-                f"convs_per_stage={convs_per_stage!r}: expected a count of 1 or more, or one for "
-                f"each of the {stages} stages of channels"
-            )
-        return convs
+        for name, count, null in (("convs_per_stage", convs_per_stage, ""),
+                                  ("first_stage_convs", first_stage_convs, " (or null)")):
+            if (count is not None or not null) and (
+                    isinstance(count, bool) or not isinstance(count, int) or count < 1):
+                raise ValueError(f"{name}={count!r}: expected a whole number of convolutions, "
+                                 f"1 or more{null}")
+        first = convs_per_stage if first_stage_convs is None else first_stage_convs
+        return [first] + [convs_per_stage] * (stages - 1)
 
     @staticmethod
     def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (16, 32, 64, 128)) -> int:

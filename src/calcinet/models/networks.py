@@ -92,10 +92,11 @@ def _with_weights(model: nn.Module, weights: str | None) -> nn.Module:
 
 
 # --- the compact CPU default ------------------------------------------------------------------
-def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per_stage: Any) -> int:
+def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per_stage: Any,
+                            first_stage_convs: Any) -> int:
     # Checked with the patch size, before training starts, so that a bad count is one line.
     try:
-        CompactCNN.stage_convs(convs_per_stage, len(channels))
+        CompactCNN.stage_convs(len(channels), convs_per_stage, first_stage_convs)
     except ValueError as error:
         raise ValueError(f"model.network.{error}") from None
     return CompactCNN.min_patch_size(stem_stride, channels)
@@ -104,9 +105,9 @@ def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per
 @register_network(
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
-    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=(1, 2, 2, 2), **_: (
-        _compact_min_patch_size(stem_stride, channels, convs_per_stage)
-    ),
+    min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=2,
+    first_stage_convs=1, **_: _compact_min_patch_size(stem_stride, channels, convs_per_stage,
+                                                      first_stage_convs),
 )
 def _compact(weights: str | None = None, **kwargs: Any) -> nn.Module:
     return _with_weights(CompactCNN(in_channels=1, **kwargs), weights)
