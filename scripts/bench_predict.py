@@ -2,7 +2,7 @@
 
     python scripts/bench_predict.py                                # this source tree
     python scripts/bench_predict.py --tree before=/tmp/old/src     # and another one, interleaved
-    python scripts/bench_predict.py model.network.first_stage_convs=2  # Hydra overrides: the network
+    python scripts/bench_predict.py model.network.first_stage_convs=2  # Hydra overrides
 
 The command is run as a user runs it (a fresh process: start-up, model loading, reading,
 resampling, batching, writing the CSV), with the train config's network (the default compact CNN
