@@ -56,6 +56,14 @@ def test_validation_metrics_are_scikit_learns_at_the_stored_threshold(
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, default_root_dir=tmp_path)
     batches = _batches()
+    # A few steps on the toy problem first: an untrained network's logits may run against the
+    # labels (a negative temperature, outside the bounded search), whatever its initialisation.
+    optimiser = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    for _ in range(10):
+        for batch in batches:
+            optimiser.zero_grad()
+            module._loss(module(batch["image"]), batch["label"]).backward()
+            optimiser.step()
     trainer.validate(module, dataloaders=DataLoader(batches, batch_size=None))
     logged = trainer.callback_metrics
     module.eval()
