@@ -1,8 +1,7 @@
 """Transfer between the phantom's renderer families: train on some, test on one never seen.
 
-    python scripts/bench_transfer.py                          # both directions, default recipe
-    python scripts/bench_transfer.py --directions voxel:implicit --num-test 1000
-    python scripts/bench_transfer.py --directions voxel+growth:implicit  # one family held out
+    python scripts/bench_transfer.py       # the default recipe's families, tested on implicit
+    python scripts/bench_transfer.py --directions voxel:implicit implicit:voxel --num-test 1000
     python scripts/bench_transfer.py -- trainer.max_epochs=4  # Hydra overrides for training
     python scripts/bench_transfer.py --checkpoint before=outputs/train/runs/<time>  # extra model
 
@@ -19,7 +18,9 @@ family and of B (same seed, same size). It prints one Markdown table (also writt
 ``<output-dir>/transfer.md``): the AUROC of every pattern (its findings against all findings of
 the other class of the same test set) and overall, per direction and test family. The README
 quotes it with the command. A training run that finished under ``--output-dir``
-(``train_<families>.done``) is reused.
+(``train_<families>.done``) with the same overrides, and an evaluation of the same checkpoint on
+the same test set (``--num-test``, ``--test-seed``; ``eval_*/bench_transfer.txt``), are reused and
+said so; with other settings they are run again.
 
 Runs land under ``--output-dir`` (one folder per direction) and in the MLflow store like any
 other; the predictions.csv files of the evaluations hold every probability.
@@ -82,10 +83,11 @@ def main() -> None:
     ap.add_argument(
         "--directions",
         nargs="+",
-        default=["voxel:implicit", "implicit:voxel"],
+        default=["voxel+growth:implicit"],
         help="TRAIN:TEST renderer families; TRAIN may join several with '+' (trained on their "
              "mix, equal weights: voxel+growth:implicit tests on a family held out); the same "
-             "family on both sides (voxel:voxel) gives only the in-family baseline",
+             "family on both sides (voxel:voxel) gives only the in-family baseline; default: "
+             "the default recipe's voxel+growth mix, tested on implicit",
     )
     ap.add_argument("--num-test", type=int, default=800, help="test findings per evaluation")
     ap.add_argument("--test-seed", type=int, default=7, help="dataset seed of the test sets")
@@ -124,10 +126,16 @@ def main() -> None:
     trained: dict[str, tuple[float, str]] = {}  # family -> (seconds, overrides)
 
     def evaluate(name: str, ckpt: Path, fam: str) -> dict[str, float]:
-        """AUROCs of ``ckpt`` on the test split of ``fam``; an evaluation already in
-        ``--output-dir`` is reused."""
+        """AUROCs of ``ckpt`` on the test split of ``fam``; an evaluation of the same checkpoint
+        on the same test set already in ``--output-dir`` is reused."""
         out = (args.output_dir / f"eval_{name}_on_{fam}").resolve()
-        if not (out / "predictions.csv").exists():
+        made_of = f"{ckpt}\nnum_test={args.num_test} test_seed={args.test_seed}\n"
+        marker = out / "bench_transfer.txt"
+        if (out / "predictions.csv").exists() and marker.is_file() \
+                and marker.read_text() == made_of:
+            print(f"reusing {out} (the same checkpoint and test set)", flush=True)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
             _run(
                 [
                     str(BIN / "calcinet-evaluate"),
@@ -141,14 +149,22 @@ def main() -> None:
                 ],
                 out.parent / f"eval_{name}_on_{fam}.log",
             )
+            marker.write_text(made_of)
         return pattern_aurocs(pd.read_csv(out / "predictions.csv"))
 
     for a, b in pairs:
         run = (args.output_dir / f"train_{a}").resolve()
         ckpt = run / "checkpoints" / "best.ckpt"
         done = run.parent / f"train_{a}.done"  # written when that training finished
-        if not (ckpt.exists() and done.exists()):
-            run.mkdir(parents=True, exist_ok=True)
+        recipe = " ".join(args.overrides)
+        if ckpt.exists() and done.exists() and done.read_text().partition("\n")[2].strip() \
+                == recipe:
+            print(f"reusing {run} (trained with the same overrides)", flush=True)
+        else:
+            # A new run in a clean folder: the checkpoint callback would keep an older best.
+            shutil.rmtree(run, ignore_errors=True)
+            done.unlink(missing_ok=True)
+            run.mkdir(parents=True)
             for stale in args.output_dir.glob(f"eval_{a}_on_*"):  # of an earlier model
                 shutil.rmtree(stale)
             t = time.perf_counter()
@@ -162,7 +178,7 @@ def main() -> None:
                 ],
                 run.parent / f"train_{a}.log",
             )
-            done.write_text(f"{time.perf_counter() - t:.0f} s\n{' '.join(args.overrides)}\n")
+            done.write_text(f"{time.perf_counter() - t:.0f} s\n{recipe}\n")
         # What the reused or new training was: its minutes and its overrides.
         seconds, _, recipe = done.read_text().partition("\n")
         trained[a] = (float(seconds.split()[0]), recipe.strip())

@@ -76,6 +76,10 @@ def main() -> None:
                              "these CT scans (NIfTI, NRRD or DICOM series folders)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the quick run")
     args = parser.parse_args()
+    missing = [scan for scan in args.real_backgrounds or () if not Path(scan).exists()]
+    if missing:  # before any picture is drawn
+        parser.error(f"--real-backgrounds: {missing[0]} does not exist; expected CT scans "
+                     "(NIfTI, NRRD files or DICOM series folders)")
     if not args.montages_only:
         _evaluation_figures(args)
     from calcinet.data.phantom.montage import render_montage

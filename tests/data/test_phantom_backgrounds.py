@@ -257,6 +257,17 @@ def test_unreadable_scan_is_one_line_naming_it(tmp_path: Path) -> None:
     assert "\n" not in message and str(broken) in message
 
 
+def test_a_label_mask_is_refused_as_a_background() -> None:
+    """The fixture's nodule mask (0 and 1, the README's lung1_label.nrrd) is not CT in HU."""
+    mask = REAL / "nrrd" / "lung1_label.nrrd"
+    config = replace(CONFIG, backgrounds=(str(mask),))
+    with pytest.raises(ValueError) as error:
+        sample_params(0, 0, config)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{mask}: all values within 1 of each")
+    assert message.endswith("expected a CT scan as background")
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -265,6 +276,9 @@ def test_unreadable_scan_is_one_line_naming_it(tmp_path: Path) -> None:
          "real_background_fraction"),
         ({"background_tissue_hu": (100.0, -100.0)}, "background_tissue_hu"),
         ({"backgrounds": 7}, "backgrounds"),
+        ({"backgrounds": (str(LUNG1), str(LUNG1)), "real_background_fraction": 0.5},
+         "backgrounds"),
+        ({"backgrounds": (str(LUNG1),)}, "real_background_fraction"),
     ],
 )
 def test_bad_background_options_name_the_field(options, field) -> None:

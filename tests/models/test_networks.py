@@ -66,10 +66,14 @@ def test_compact_takes_its_first_stage_convolutions_apart() -> None:
     assert count(first_stage_convs=None) == [2, 2, 2, 2]
 
 
-@pytest.mark.parametrize("key, value", [("convs_per_stage", 0), ("first_stage_convs", 0),
-                                        ("convs_per_stage", [1, 2]), ("convs_per_stage", None)])
-def test_a_bad_convolution_count_names_the_key(key, value) -> None:
-    with pytest.raises(ValueError, match=rf"model\.network\.{key}=.*: expected a whole number"):
+@pytest.mark.parametrize("key, value, expected", [
+    ("convs_per_stage", 0, "a whole number"), ("first_stage_convs", 0, "a whole number"),
+    ("convs_per_stage", [1, 2], "a whole number"), ("convs_per_stage", None, "a whole number"),
+    ("channels", [], "the feature channels"), ("channels", [8, 0], "the feature channels"),
+    ("channels", [8, -4], "the feature channels"), ("channels", 16, "the feature channels"),
+])
+def test_a_bad_compact_value_names_the_key(key, value, expected) -> None:
+    with pytest.raises(ValueError, match=rf"model\.network\.{key}=.*: expected {expected}"):
         check_patch_size("compact", [48, 48, 48], **{key: value})
 
 

@@ -8,9 +8,9 @@ a refused one-class split, external test sets.
 
 from __future__ import annotations
 
-import math
 import csv
 import json
+import math
 import re
 import shlex
 import shutil
@@ -228,3 +228,23 @@ def test_printed_overrides_survive_the_shell_and_hydra(folder: str) -> None:
     path = Path("/tmp") / folder / "checkpoints" / "best.ckpt"
     (word,) = shlex.split(hydra_value("ckpt_path", path))  # what the shell hands over
     assert OverridesParser.create().parse_override(word).value() == str(path)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("data.augment.intensity_prob=1.5",
+     "data.augment.intensity_prob=1.5: expected a probability in [0, 1]"),
+    ("data.augment.texture_noise_prob=abc",
+     "data.augment.texture_noise_prob='abc': expected a number"),
+    ("data.augment_on=gpu", "data.augment_on='gpu': expected one of "),
+    ("model.network.channels=[8,0]", "model.network.channels=[8, 0]: expected the feature"),
+    ("model.operating_point=median", "model.operating_point='median': expected one of "),
+])
+def test_a_bad_value_met_while_building_the_run_is_one_line(override: str, line: str,
+                                                             tmp_path: Path) -> None:
+    """Values checked where Hydra instantiates the data module or the model, not only those of
+    the config check before it: one line naming the key, exit status 2, no traceback."""
+    done = run_cli(["calcinet-train", *TINY, override, "logger=none",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith(f"calcinet: error: {line}")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

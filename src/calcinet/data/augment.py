@@ -49,6 +49,8 @@ from monai.transforms import (
 )
 from monai.transforms.utils import create_rotate, create_scale
 
+from calcinet.config import ConfigError
+
 #: Default augmentation strengths; each may be overridden from ``data.augment``.
 DEFAULT_AUGMENT: dict[str, float] = {
     "flip_prob": 0.5,
@@ -77,28 +79,34 @@ def augment_options(overrides: Mapping[str, float]) -> dict[str, float]:
     """``DEFAULT_AUGMENT`` updated with ``overrides`` (``data.augment``); unknown keys are named."""
     unknown = set(overrides) - set(DEFAULT_AUGMENT)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"data.augment: unknown option(s) {sorted(unknown)}; expected {sorted(DEFAULT_AUGMENT)}"
         )
-    options = {**DEFAULT_AUGMENT, **{k: float(v) for k, v in overrides.items()}}
+    options = dict(DEFAULT_AUGMENT)
+    for key, value in overrides.items():
+        try:
+            options[key] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.augment.{key}={value!r}: expected a number") from None
     for key in ("flip_prob", "rotate90_prob", "affine_prob", "noise_prob", "intensity_prob",
                 "resolution_prob", "texture_noise_prob"):
         if not 0.0 <= options[key] <= 1.0:
-            raise ValueError(f"data.augment.{key}={options[key]}: expected a probability in [0, 1]")
+            raise ConfigError(f"data.augment.{key}={options[key]}: expected a probability in "
+                              "[0, 1]")
     for key in ("rotate_deg", "scale", "noise_std_hu", "intensity_scale", "intensity_offset_hu",
                 "texture_noise_std_hu"):
         if options[key] < 0.0:
-            raise ValueError(f"data.augment.{key}={options[key]}: expected a value >= 0")
+            raise ConfigError(f"data.augment.{key}={options[key]}: expected a value >= 0")
     for key in ("resolution_sigma_xy", "resolution_sigma_z"):
         if options[key] < MIN_BLUR_SIGMA:
-            raise ValueError(f"data.augment.{key}={options[key]}: expected a sigma >= "
-                             f"{MIN_BLUR_SIGMA} voxels")
+            raise ConfigError(f"data.augment.{key}={options[key]}: expected a sigma >= "
+                              f"{MIN_BLUR_SIGMA} voxels")
     if not 0.0 < options["resolution_zoom"] <= 1.0:
-        raise ValueError(f"data.augment.resolution_zoom={options['resolution_zoom']}: expected a "
-                         "zoom in (0, 1]")
+        raise ConfigError(f"data.augment.resolution_zoom={options['resolution_zoom']}: expected a "
+                          "zoom in (0, 1]")
     if options["texture_noise_sigma"] <= 0.0:
-        raise ValueError(f"data.augment.texture_noise_sigma={options['texture_noise_sigma']}: "
-                         "expected a sigma > 0 voxels")
+        raise ConfigError(f"data.augment.texture_noise_sigma={options['texture_noise_sigma']}: "
+                          "expected a sigma > 0 voxels")
     return options
 
 
@@ -214,7 +222,7 @@ class BatchAugment:
         turns = torch.where(torch.rand(count) < a["rotate90_prob"],
                             torch.randint(1, 4, (count,)), 0)
         if turns.any() and images.shape[2] != images.shape[3]:
-            raise ValueError(
+            raise ConfigError(
                 f"data.augment.rotate90_prob={a['rotate90_prob']:g} needs patches square in x "
                 f"and y, got {tuple(images.shape[2:])}; set it to 0")
         out = images.clone()

@@ -17,6 +17,7 @@ from monai.data.utils import json_hashing
 from torch.utils.data import WeightedRandomSampler
 
 from calcinet import progress
+from calcinet.config import ConfigError
 from calcinet.data.augment import BatchAugment, augment_options
 from calcinet.data.sources import RecordSource
 from calcinet.data.splits import SPLITS, kfold_patient_split
@@ -89,20 +90,20 @@ class CalciDataModule(L.LightningDataModule):
         super().__init__()
         if num_folds is not None:
             if not isinstance(num_folds, int) or num_folds < 2:
-                raise ValueError(f"data.num_folds={num_folds!r}: expected an integer >= 2 "
-                                 "(or null for the source's own split)")
+                raise ConfigError(f"data.num_folds={num_folds!r}: expected an integer >= 2 "
+                                  "(or null for the source's own split)")
             if not isinstance(fold, int) or not 0 <= fold < num_folds:
-                raise ValueError(f"data.fold={fold!r}: expected an integer in 0..{num_folds - 1} "
-                                 f"with data.num_folds={num_folds}")
+                raise ConfigError(f"data.fold={fold!r}: expected an integer in 0..{num_folds - 1} "
+                                  f"with data.num_folds={num_folds}")
         elif fold is not None:
-            raise ValueError(f"data.fold={fold!r} needs data.num_folds (the number of folds)")
+            raise ConfigError(f"data.fold={fold!r} needs data.num_folds (the number of folds)")
         self.num_folds = num_folds
         self.fold = fold
         self.fold_seed = int(fold_seed)
         if cache not in CACHE_MODES:
-            raise ValueError(f"data.cache={cache!r}: expected one of {', '.join(CACHE_MODES)}")
+            raise ConfigError(f"data.cache={cache!r}: expected one of {', '.join(CACHE_MODES)}")
         if cache == "disk" and not cache_dir:
-            raise ValueError("data.cache_dir=None: expected a folder when data.cache='disk'")
+            raise ConfigError("data.cache_dir=None: expected a folder when data.cache='disk'")
         self.source = source
         self.patch_size = tuple(int(s) for s in patch_size)
         self.spacing = tuple(float(s) for s in spacing)
@@ -113,8 +114,8 @@ class CalciDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.cache_workers = int(cache_workers)
         if augment_on not in AUGMENT_ON:
-            raise ValueError(f"data.augment_on={augment_on!r}: expected one of "
-                             f"{', '.join(AUGMENT_ON)}")
+            raise ConfigError(f"data.augment_on={augment_on!r}: expected one of "
+                              f"{', '.join(AUGMENT_ON)}")
         self.augment = augment_options(augment) if augment is not None else None
         self.augment_on = augment_on
         self.batch_augment = (BatchAugment(hu_window, **self.augment)

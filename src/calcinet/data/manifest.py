@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calcinet.config import ConfigError
 from calcinet.data.keys import FINDING_KEY, QUANTILES_KEY
 from calcinet.data.splits import (
     PURPOSES,
@@ -139,11 +140,11 @@ class ManifestSource:
         cache_dir: str | Path | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
-            raise ValueError(f"data.on_error={on_error!r}: expected one of {', '.join(ON_ERROR)}")
+            raise ConfigError(f"data.on_error={on_error!r}: expected one of {', '.join(ON_ERROR)}")
         npy_spacing = [float(s) for s in npy_spacing]
         if len(npy_spacing) != 3 or min(npy_spacing) <= 0:
-            raise ValueError(f"data.npy_spacing={npy_spacing}: expected three positive numbers "
-                             "(x, y, z) in mm")
+            raise ConfigError(f"data.npy_spacing={npy_spacing}: expected three positive numbers "
+                              "(x, y, z) in mm")
         self.path = Path(manifest).expanduser()
         self.patch_size = [int(s) for s in patch_size]
         self.spacing = [float(s) for s in spacing]

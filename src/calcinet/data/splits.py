@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 
+from calcinet.config import ConfigError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -37,10 +39,10 @@ def stratified_patient_split(
         raise ValueError(f"{len(labels)} labels but {len(patients)} patients: expected one each")
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= value < 1:
-            raise ValueError(f"data.{name}={value!r}: expected a number in [0, 1)")
+            raise ConfigError(f"data.{name}={value!r}: expected a number in [0, 1)")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(f"data.val_fraction + data.test_fraction = "
-                         f"{val_fraction + test_fraction:g}: expected less than 1")
+        raise ConfigError(f"data.val_fraction + data.test_fraction = "
+                          f"{val_fraction + test_fraction:g}: expected less than 1")
     patient_label: dict[Hashable, int] = {}
     findings: dict[Hashable, int] = {}
     for label, patient in zip(labels, patients, strict=True):
@@ -91,15 +93,15 @@ def kfold_patient_split(
     if len(labels) != len(patients):
         raise ValueError(f"{len(labels)} labels but {len(patients)} patients: expected one each")
     if not isinstance(num_folds, int) or num_folds < 2:
-        raise ValueError(f"data.num_folds={num_folds!r}: expected an integer >= 2")
+        raise ConfigError(f"data.num_folds={num_folds!r}: expected an integer >= 2")
     patient_label: dict[Hashable, int] = {}
     findings: dict[Hashable, int] = {}
     for label, patient in zip(labels, patients, strict=True):
         patient_label[patient] = max(patient_label.get(patient, 0), int(label))
         findings[patient] = findings.get(patient, 0) + 1
     if len(patient_label) < num_folds:
-        raise ValueError(f"data.num_folds={num_folds}: only {len(patient_label)} patients; "
-                         "expected at least one patient per fold")
+        raise ConfigError(f"data.num_folds={num_folds}: only {len(patient_label)} patients; "
+                          "expected at least one patient per fold")
     assigned: dict[Hashable, int] = {}
     for stratum in (0, 1):
         members = sorted((p for p, lab in patient_label.items() if lab == stratum),

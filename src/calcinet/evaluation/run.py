@@ -305,6 +305,8 @@ def _error_montage(
         return {**entry, "status": "failed", "reason": f"{type(error).__name__}: {error}"}
     for item, cam in zip(items, maps, strict=True):
         item["cam"] = cam
+        if not np.asarray(cam).any():  # Grad-CAM's ReLU left nothing: say so, not a blank map
+            item["title"] += "\nGrad-CAM zero everywhere: no voxel raises this class's score"
     path = plots.finding_figure(
         items,
         out / "figures" / "gradcam_errors.png",

@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import binary_roc
 from torchvision.ops import sigmoid_focal_loss
 
 from calcinet import CLASS_NAMES
+from calcinet.config import ConfigError
 from calcinet.data.keys import QUANTILES_KEY
 from calcinet.evaluation.calibration import fit_temperature
 from calcinet.evaluation.metrics import METRIC_NAMES, point_metrics
@@ -131,22 +132,22 @@ class CalciModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if operating_point not in OPERATING_POINTS:
-            raise ValueError(f"model.operating_point={operating_point!r}: expected one of "
-                             f"{', '.join(OPERATING_POINTS)}")
+            raise ConfigError(f"model.operating_point={operating_point!r}: expected one of "
+                              f"{', '.join(OPERATING_POINTS)}")
         if calibration not in CALIBRATIONS:
-            raise ValueError(f"model.calibration={calibration!r}: expected one of "
-                             f"{', '.join(CALIBRATIONS)}")
+            raise ConfigError(f"model.calibration={calibration!r}: expected one of "
+                              f"{', '.join(CALIBRATIONS)}")
         if not 0.0 < target_sensitivity <= 1.0:
-            raise ValueError(f"model.target_sensitivity={target_sensitivity!r}: expected a "
-                             "number in (0, 1]")
+            raise ConfigError(f"model.target_sensitivity={target_sensitivity!r}: expected a "
+                              "number in (0, 1]")
         unknown = set(loss or {}) - set(LOSS_DEFAULTS)
         if unknown:
-            raise ValueError(f"model.loss: unknown option(s) {sorted(unknown)}; expected "
-                             f"{sorted(LOSS_DEFAULTS)}")
+            raise ConfigError(f"model.loss: unknown option(s) {sorted(unknown)}; expected "
+                              f"{sorted(LOSS_DEFAULTS)}")
         self.loss_options = {**LOSS_DEFAULTS, **(loss or {})}
         if self.loss_options["name"] not in LOSSES:
-            raise ValueError(f"model.loss.name={self.loss_options['name']!r}: expected one of "
-                             f"{', '.join(LOSSES)}")
+            raise ConfigError(f"model.loss.name={self.loss_options['name']!r}: expected one of "
+                              f"{', '.join(LOSSES)}")
         self.save_hyperparameters(logger=False)
         self.network = build_network(**network)
         if channels_last:

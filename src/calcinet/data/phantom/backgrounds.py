@@ -97,7 +97,8 @@ def load_scan(path: str, spacing: tuple[float, float, float]) -> Scan:
 
     Raises:
         ValueError: one line naming the path, the reason and what was expected (a missing or
-            unreadable file, a 2D image).
+            unreadable file, a 2D image, values that cannot be CT in HU, such as a label mask:
+            :func:`calcinet.imaging.intensity.intensity_problems`, the manifest check's rule).
     """
     # Imported here: the reader pulls in the imaging stack (torch for patches), which the
     # synthetic-only phantom never needs.
@@ -105,8 +106,14 @@ def load_scan(path: str, spacing: tuple[float, float, float]) -> Scan:
 
     from calcinet.imaging import cut_patch, read_volume
     from calcinet.imaging.geometry import voxel_sizes
+    from calcinet.imaging.intensity import intensity_problems
 
     volume = read_volume(path)
+    stored = np.asarray(volume.array)  # the file's own values (resampling pads outside them)
+    problems = intensity_problems(float(np.nanmin(stored)), float(np.nanmax(stored)),
+                                  whole_scan=True)
+    if problems:
+        raise ValueError(f"{path}: {problems[0]}; expected a CT scan as background")
     # RAS axis of each file axis, so the native voxel sizes come out in (x, y, z) = (R, A, S).
     ras_axis = io_orientation(volume.affine)[:, 0].astype(int)
     native_xyz = np.empty(3)

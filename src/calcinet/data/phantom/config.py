@@ -257,6 +257,9 @@ class PhantomConfig:
                     f"existing NIfTI / NRRD files or DICOM series "
                     f"folders; {path!r} does not exist (from {Path.cwd()})",
                 )
+        repeated = sorted({x for x in b if b.count(x) > 1})
+        if repeated:
+            raise _err("backgrounds", list(b), f"each scan once ({repeated[0]!r} is repeated)")
         set_("backgrounds", b)
         f = self.real_background_fraction
         if isinstance(f, bool) or not isinstance(f, int | float) or not (0.0 <= f <= 1.0):
@@ -266,6 +269,13 @@ class PhantomConfig:
                 "real_background_fraction",
                 f,
                 "0 while backgrounds is empty (list scans in backgrounds to draw real backgrounds)",
+            )
+        if b and f == 0:  # the scans would be read and never used: say so rather than ignore
+            raise _err(
+                "real_background_fraction",
+                f,
+                f"a share of findings > 0 to draw into the {len(b)} scan(s) of backgrounds (or "
+                "no backgrounds)",
             )
         set_("real_background_fraction", float(f))
         set_(
