@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from calcinet.config import compose
 from calcinet.models.networks import available_networks, build_network, min_patch_size
@@ -35,10 +36,18 @@ def _median_rate(step, batch: int, repeats: int) -> float:
     return batch / statistics.median(times)
 
 
+def network_kwargs(name: str) -> dict:
+    """The network of ``model=<name>`` as the configs give it (the compact default's
+    ``first_stage_convs`` included), as the training below builds it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose("train", [f"model={name}"], Path(tmp) / "run")
+    return OmegaConf.to_container(cfg.model.network, resolve=True)
+
+
 def throughput(name: str, side: int, batch: int, repeats: int) -> tuple[float, float]:
     """(training samples/s, TorchScript inference samples/s) on random windowed patches."""
     torch.manual_seed(0)
-    net = build_network(name)
+    net = build_network(**network_kwargs(name))
     optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.rand(batch, 1, side, side, side)
     y = (torch.arange(batch) % 2).float()
@@ -98,7 +107,7 @@ def main() -> None:
         work, cache = Path(tmp), Path(tmp) / "cache"
         for name in args.networks.split(","):
             side = max(args.patch, min_patch_size(name))
-            params = sum(p.numel() for p in build_network(name).parameters())
+            params = sum(p.numel() for p in build_network(**network_kwargs(name)).parameters())
             train_rate, infer_rate = throughput(name, side, args.batch, args.repeats)
             # Two epochs of the default 1600 training samples must fit in the budget.
             cpu_ok = train_rate * args.budget_s >= 2 * 1600

@@ -121,9 +121,8 @@ def test_default_layer_of_the_compact_network_keeps_a_12_cube_map() -> None:
 def test_small_patches_take_the_finest_map_there_is() -> None:
     network = build_network("compact", channels=[4, 8], dropout=0.0).eval()
     patch = torch.zeros(1, 1, 16, 16, 16)  # stem -> 8^3: no map reaches 12^3
-    # The first stage's only convolution (first_stage_convs=1) keeps the stem's 8^3.
-    assert default_layer(network, patch) == "stages.0.0"
-    assert dict(feature_maps(network, patch))["stages.0.0"] == (8, 8, 8)
+    assert default_layer(network, patch) == "stages.0.1"
+    assert dict(feature_maps(network, patch))["stages.0.1"] == (8, 8, 8)
 
 
 def test_a_2p5d_network_has_no_3d_map() -> None:

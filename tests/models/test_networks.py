@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from calcinet.models.networks import (
     available_networks,
@@ -11,6 +14,7 @@ from calcinet.models.networks import (
     check_patch_size,
     min_patch_size,
 )
+from tests.helpers import compose_config
 
 
 @pytest.mark.parametrize("name", available_networks())
@@ -40,7 +44,7 @@ def test_compact_is_small_and_its_minimum_follows_its_shape() -> None:
     assert min_patch_size("compact", stem_stride=1, channels=[8, 16]) == 4
 
 
-def test_compact_takes_its_first_stage_convolutions_apart() -> None:
+def test_compact_takes_its_first_stage_convolutions_apart(tmp_path: Path) -> None:
     net = build_network("compact", channels=[8, 16, 32], convs_per_stage=3, first_stage_convs=1)
     convs = [
         [m for m in stage.modules() if isinstance(m, torch.nn.Conv3d)] for stage in net.stages
@@ -60,10 +64,15 @@ def test_compact_takes_its_first_stage_convolutions_apart() -> None:
         return [len([m for m in stage.modules() if isinstance(m, torch.nn.Conv3d)])
                 for stage in build_network("compact", **kwargs).stages]
 
-    # The default: one convolution in the first stage, two in each other one, whatever the
-    # number of stages; first_stage_convs=null gives every stage convs_per_stage.
-    assert count() == [1, 2, 2, 2] and count(channels=[8, 16]) == [1, 2]
-    assert count(first_stage_convs=None) == [2, 2, 2, 2]
+    # Without first_stage_convs (every checkpoint written before it existed records none) each
+    # stage gets convs_per_stage, so such a checkpoint loads as the network it was; the default
+    # recipe's config asks for one in the first stage, whatever the number of stages.
+    assert count() == [2, 2, 2, 2] and count(first_stage_convs=None) == [2, 2, 2, 2]
+    assert count(first_stage_convs=1) == [1, 2, 2, 2]
+    assert count(first_stage_convs=1, channels=[8, 16]) == [1, 2]
+    recipe = OmegaConf.to_container(compose_config("train", [], tmp_path / "run").model.network)
+    assert recipe["first_stage_convs"] == 1 and count(**{k: v for k, v in recipe.items()
+                                                         if k != "name"}) == [1, 2, 2, 2]
 
 
 @pytest.mark.parametrize("key, value, expected", [

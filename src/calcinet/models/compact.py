@@ -22,10 +22,12 @@ class CompactCNN(nn.Module):
         channels: feature channels of each stage; the stem produces ``channels[0]``.
         stem_stride: stride of the stem convolution (2 halves every spatial side at once).
         convs_per_stage: 3x3x3 convolutions (+ norm + activation) in each stage.
-        first_stage_convs: those of the first stage instead (``None``: ``convs_per_stage``). The
-            first stage runs at the highest resolution (24^3 after the stem for a 48^3 patch):
-            with two convolutions it holds 191 M of the network's 322 M multiply-adds per patch
-            (hand count, channels 16-32-64-128), with one 95 M of 227 M.
+        first_stage_convs: those of the first stage instead (``None``: ``convs_per_stage``, the
+            network of every checkpoint written before this option existed; the default recipe,
+            ``conf/model/compact.yaml``, sets 1). The first stage runs at the highest resolution
+            (24^3 after the stem for a 48^3 patch): with two convolutions it holds 191 M of the
+            network's 322 M multiply-adds per patch (hand count, channels 16-32-64-128), with
+            one 95 M of 227 M.
         dropout: dropout before the final linear layer.
         norm: MONAI norm name, e.g. ``"batch"`` or ``"instance"``.
         act: MONAI activation name.
@@ -37,7 +39,7 @@ class CompactCNN(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128),
         stem_stride: int = 2,
         convs_per_stage: int = 2,
-        first_stage_convs: int | None = 1,
+        first_stage_convs: int | None = None,
         dropout: float = 0.2,
         norm: str = "batch",
         act: str = "relu",
@@ -65,7 +67,7 @@ class CompactCNN(nn.Module):
         self.classifier = nn.Linear(previous, 1)
 
     @staticmethod
-    def stage_convs(stages: int, convs_per_stage: int = 2, first_stage_convs: int | None = 1
+    def stage_convs(stages: int, convs_per_stage: int = 2, first_stage_convs: int | None = None
                     ) -> list[int]:
         """The number of convolutions of each of ``stages`` stages.
 

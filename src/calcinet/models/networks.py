@@ -110,7 +110,7 @@ def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per
     "compact",
     "Compact CNN with a strided stem; the CPU default.",
     min_patch_size=lambda stem_stride=2, channels=(16, 32, 64, 128), convs_per_stage=2,
-    first_stage_convs=1, **_: _compact_min_patch_size(stem_stride, channels, convs_per_stage,
+    first_stage_convs=None, **_: _compact_min_patch_size(stem_stride, channels, convs_per_stage,
                                                       first_stage_convs),
 )
 def _compact(weights: str | None = None, **kwargs: Any) -> nn.Module:
