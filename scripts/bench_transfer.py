@@ -19,8 +19,9 @@ family and of B (same seed, same size). It prints one Markdown table (also writt
 the other class of the same test set) and overall, per direction and test family. The README
 quotes it with the command. A training run that finished under ``--output-dir``
 (``train_<families>.done``) with the same overrides, and an evaluation of the same checkpoint on
-the same test set (``--num-test``, ``--test-seed``; ``eval_*/bench_transfer.txt``), are reused and
-said so; with other settings they are run again.
+the same test set (the checkpoint's SHA-256, ``--num-test``, ``--test-seed``;
+``eval_*/bench_transfer.txt``), are reused and said so; with other settings they are run again
+(the overrides compare as written: the same ones in another order train again).
 
 Runs land under ``--output-dir`` (one folder per direction) and in the MLflow store like any
 other; the predictions.csv files of the evaluations hold every probability.
@@ -41,6 +42,8 @@ from sklearn.metrics import roc_auc_score
 
 from calcinet.data.phantom import BENIGN_PATTERNS, MALIGNANT_PATTERNS, PATTERNS
 from calcinet.data.phantom.config import RENDERERS
+from calcinet.files import file_sha256
+from calcinet.training.checkpoints import find_checkpoint
 
 BIN = Path(sys.executable).parent
 
@@ -102,6 +105,8 @@ def main() -> None:
     )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for calcinet-train (after --)")
     args = ap.parse_args()
+    if args.num_test < 2:  # before any training: an evaluation needs both classes
+        ap.error(f"--num-test={args.num_test}: expected 2 or more test findings")
 
     pairs = []
     for d in args.directions:
@@ -129,7 +134,9 @@ def main() -> None:
         """AUROCs of ``ckpt`` on the test split of ``fam``; an evaluation of the same checkpoint
         on the same test set already in ``--output-dir`` is reused."""
         out = (args.output_dir / f"eval_{name}_on_{fam}").resolve()
-        made_of = f"{ckpt}\nnum_test={args.num_test} test_seed={args.test_seed}\n"
+        # The checkpoint by its contents: a file retrained at the same path is another model.
+        made_of = (f"{ckpt}\nsha256={file_sha256(find_checkpoint(ckpt))}\n"
+                   f"num_test={args.num_test} test_seed={args.test_seed}\n")
         marker = out / "bench_transfer.txt"
         if (out / "predictions.csv").exists() and marker.is_file() \
                 and marker.read_text() == made_of:
@@ -166,7 +173,10 @@ def main() -> None:
             done.unlink(missing_ok=True)
             run.mkdir(parents=True)
             for stale in args.output_dir.glob(f"eval_{a}_on_*"):  # of an earlier model
-                shutil.rmtree(stale)
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:  # its log
+                    stale.unlink()
             t = time.perf_counter()
             _run(
                 [

@@ -1,4 +1,5 @@
-"""Atomic file writes: a file someone keeps is either its previous version or the complete new one.
+"""Atomic file writes: a file someone keeps is either its previous version or the complete new one;
+and a file's SHA-256, the identity checkpoints and exported models are recorded by.
 
 Checkpoints, exported models and caches are written to a temporary file in the same folder (so the
 same file system) and then renamed onto their name with :func:`os.replace`, which is atomic. A
@@ -14,6 +15,7 @@ Standard library only: the torch-only inference code may import it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -92,3 +94,12 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
     with temporary_beside(path, suffix) as temporary:
         yield temporary
         atomic_replace(temporary, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

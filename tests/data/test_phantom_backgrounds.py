@@ -278,6 +278,8 @@ def test_a_label_mask_is_refused_as_a_background() -> None:
         ({"backgrounds": 7}, "backgrounds"),
         ({"backgrounds": (str(LUNG1), str(LUNG1)), "real_background_fraction": 0.5},
          "backgrounds"),
+        ({"backgrounds": (str(LUNG1), str(LUNG1.parent / ".." / "nrrd" / LUNG1.name)),
+          "real_background_fraction": 0.5}, "backgrounds"),
         ({"backgrounds": (str(LUNG1),)}, "real_background_fraction"),
     ],
 )

@@ -59,7 +59,7 @@ def test_card_fields_come_from_the_checkpoint_and_pyproject(recorded: dict) -> N
     assert f"- Licence: {project['license']}" in text
     assert f"- Authors: {', '.join(a['name'] for a in project['authors'])}" in text
     assert "Research use only" in text and "Not a medical device; not for diagnosis" in text
-    assert "Trained on a synthetic CT phantom, not on patient scans" in text
+    assert "Trained on a synthetic CT phantom, not on patient findings" in text
     assert "- Kind: synthetic CT phantom" in text
     # SyntheticSource's phantom defaults: the voxel family, no real CT background.
     assert "- renderer families: voxel\n" in text

@@ -12,7 +12,6 @@ checkpoint); it is imported only when a checkpoint is loaded.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from torch import nn
 
 from calcinet import CLASS_NAMES
 from calcinet.evaluation import EvaluationError
+from calcinet.files import file_sha256
 from calcinet.training.checkpoints import find_checkpoint as find_run_checkpoint
 
 #: Every combination of flips along the three spatial axes of ``[N, 1, X, Y, Z]`` (8 views,
@@ -72,14 +72,6 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError as error:
         raise EvaluationError(f"device={device!r}: {error}") from None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def find_checkpoint(path: Path) -> Path:

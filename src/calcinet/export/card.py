@@ -116,8 +116,9 @@ def limitations(kind: str) -> list[str]:
         "(MR, normalised images, other spacings) give meaningless probabilities.",
     ]
     if kind == "synthetic":
-        notes.insert(0, "Trained on a synthetic CT phantom, not on patient scans: performance on "
-                        "real CT is unknown.")
+        notes.insert(0, "Trained on a synthetic CT phantom, not on patient findings (its findings "
+                        "are drawn, also where they are inserted into real CT backgrounds): "
+                        "performance on real CT is unknown.")
     elif kind == "unknown":
         notes.insert(0, "The training data is not recorded in the checkpoint.")
     return notes

@@ -9,8 +9,6 @@ The consumer side, :mod:`calcinet.inference.metadata`, reads the same document.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,16 +16,9 @@ import torch
 from calcinet import __version__
 from calcinet.export.card import card_facts, read_evaluation
 from calcinet.export.checkpoint import CheckpointInfo, plain
+from calcinet.files import file_sha256
 from calcinet.imaging import pad_value_hu
 from calcinet.inference.metadata import FORMAT, FORMAT_VERSION, INPUT_LAYOUT, ORIENTATION
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_metadata(

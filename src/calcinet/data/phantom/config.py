@@ -257,7 +257,9 @@ class PhantomConfig:
                     f"existing NIfTI / NRRD files or DICOM series "
                     f"folders; {path!r} does not exist (from {Path.cwd()})",
                 )
-        repeated = sorted({x for x in b if b.count(x) > 1})
+        # The same file however it is spelled (../x/scan.nrrd, x/../x/scan.nrrd, a link).
+        resolved = [Path(x).resolve() for x in b]
+        repeated = [x for x, r in zip(b, resolved, strict=True) if resolved.count(r) > 1]
         if repeated:
             raise _err("backgrounds", list(b), f"each scan once ({repeated[0]!r} is repeated)")
         set_("backgrounds", b)
