@@ -149,8 +149,7 @@ def test_report_numbers_are_scikit_learns(first: SimpleNamespace) -> None:
     groups = report["breakdowns"]["pattern"]["groups"]
     assert sum(g["n"] for g in groups) == 24
     assert report["gradcam"]["status"] == "produced"
-    # The deepest 12^3 map of a 24^3 patch: the first stage's only convolution.
-    assert report["gradcam"]["layer"] == "stages.0.0"
+    assert report["gradcam"]["layer"] == "stages.0.1"  # the deepest 12^3 map of a 24^3 patch
 
 
 def test_mlflow_run_is_nested_under_the_training_run(first: SimpleNamespace) -> None:
