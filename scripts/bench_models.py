@@ -44,10 +44,10 @@ def network_kwargs(name: str) -> dict:
     return OmegaConf.to_container(cfg.model.network, resolve=True)
 
 
-def throughput(name: str, side: int, batch: int, repeats: int) -> tuple[float, float]:
+def throughput(network: dict, side: int, batch: int, repeats: int) -> tuple[float, float]:
     """(training samples/s, TorchScript inference samples/s) on random windowed patches."""
     torch.manual_seed(0)
-    net = build_network(**network_kwargs(name))
+    net = build_network(**network)
     optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.rand(batch, 1, side, side, side)
     y = (torch.arange(batch) % 2).float()
@@ -107,8 +107,9 @@ def main() -> None:
         work, cache = Path(tmp), Path(tmp) / "cache"
         for name in args.networks.split(","):
             side = max(args.patch, min_patch_size(name))
-            params = sum(p.numel() for p in build_network(**network_kwargs(name)).parameters())
-            train_rate, infer_rate = throughput(name, side, args.batch, args.repeats)
+            network = network_kwargs(name)
+            params = sum(p.numel() for p in build_network(**network).parameters())
+            train_rate, infer_rate = throughput(network, side, args.batch, args.repeats)
             # Two epochs of the default 1600 training samples must fit in the budget.
             cpu_ok = train_rate * args.budget_s >= 2 * 1600
             result = budget_training(name, side, args.budget_s, work, cache) if cpu_ok else None

@@ -45,10 +45,8 @@ class CompactCNN(nn.Module):
         act: str = "relu",
     ) -> None:
         super().__init__()
-        if not channels:
-            raise ValueError("channels: expected at least one stage, got an empty list")
+        convs = self.stage_convs(channels, convs_per_stage, first_stage_convs)
         channels = [int(c) for c in channels]
-        convs = self.stage_convs(len(channels), convs_per_stage, first_stage_convs)
         self.stem = Convolution(
             3, in_channels, channels[0], strides=stem_stride, kernel_size=3, norm=norm, act=act
         )
@@ -67,13 +65,18 @@ class CompactCNN(nn.Module):
         self.classifier = nn.Linear(previous, 1)
 
     @staticmethod
-    def stage_convs(stages: int, convs_per_stage: int = 2, first_stage_convs: int | None = None
-                    ) -> list[int]:
-        """The number of convolutions of each of ``stages`` stages.
+    def stage_convs(channels: Sequence[int], convs_per_stage: int = 2,
+                    first_stage_convs: int | None = None) -> list[int]:
+        """The number of convolutions of each stage (one per entry of ``channels``).
 
         Raises:
-            ValueError: a count that is not a whole number >= 1 (the message names the argument).
+            ValueError: ``channels`` is not one or more positive whole numbers, or a count is not
+                a whole number >= 1 (the message names the argument).
         """
+        if isinstance(channels, str | int) or not channels or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise ValueError(f"channels={channels!r}: expected the feature channels of each "
+                             "stage, one or more positive whole numbers")
         for name, count, null in (("convs_per_stage", convs_per_stage, ""),
                                   ("first_stage_convs", first_stage_convs, " (or null)")):
             if (count is not None or not null) and (
@@ -81,7 +84,7 @@ class CompactCNN(nn.Module):
                 raise ValueError(f"{name}={count!r}: expected a whole number of convolutions, "
                                  f"1 or more{null}")
         first = convs_per_stage if first_stage_convs is None else first_stage_convs
-        return [first] + [convs_per_stage] * (stages - 1)
+        return [first] + [convs_per_stage] * (len(channels) - 1)
 
     @staticmethod
     def min_patch_size(stem_stride: int = 2, channels: Sequence[int] = (16, 32, 64, 128)) -> int:

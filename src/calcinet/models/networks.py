@@ -95,12 +95,8 @@ def _with_weights(model: nn.Module, weights: str | None) -> nn.Module:
 def _compact_min_patch_size(stem_stride: int, channels: Sequence[int], convs_per_stage: Any,
                             first_stage_convs: Any) -> int:
     # Checked with the patch size, before training starts, so that a bad value is one line.
-    if isinstance(channels, str | int) or not channels or not all(
-            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
-        raise ValueError(f"model.network.channels={channels!r}: expected the feature channels "
-                         "of each stage, one or more positive whole numbers")
     try:
-        CompactCNN.stage_convs(len(channels), convs_per_stage, first_stage_convs)
+        CompactCNN.stage_convs(channels, convs_per_stage, first_stage_convs)
     except ValueError as error:
         raise ValueError(f"model.network.{error}") from None
     return CompactCNN.min_patch_size(stem_stride, channels)

@@ -146,8 +146,8 @@ class EarlyStopping(_LightningEarlyStopping):
     ``min_epochs`` even when it has improved since (Lightning issue #19966). Here the epochs
     before ``start_from_epoch`` neither stop the run nor set the best score: patience starts
     counting after them. A mix of phantom renderer families sits near chance for its first 3-7
-    epochs before it learns (README, "Leaving one family out"), and a patience counted from
-    epoch 1 ended such a run inside that plateau.
+    epochs before it learns (README, "How the default came to mix two families"), and a
+    patience counted from epoch 1 ended such a run inside that plateau.
 
     Args:
         start_from_epoch: epochs trained before the monitored metric is judged (0: Lightning's

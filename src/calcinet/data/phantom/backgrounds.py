@@ -98,20 +98,20 @@ def load_scan(path: str, spacing: tuple[float, float, float]) -> Scan:
     Raises:
         ValueError: one line naming the path, the reason and what was expected (a missing or
             unreadable file, a 2D image, values that cannot be CT in HU, such as a label mask:
-            :func:`calcinet.imaging.intensity.intensity_problems`, the manifest check's rule).
+            :func:`calcinet.data.validation.image_problems`, the manifest check's rule).
     """
     # Imported here: the reader pulls in the imaging stack (torch for patches), which the
     # synthetic-only phantom never needs.
     from nibabel.orientations import io_orientation
 
+    from calcinet.data.validation import ImageFacts, image_problems
     from calcinet.imaging import cut_patch, read_volume
     from calcinet.imaging.geometry import voxel_sizes
-    from calcinet.imaging.intensity import intensity_problems
 
     volume = read_volume(path)
-    stored = np.asarray(volume.array)  # the file's own values (resampling pads outside them)
-    problems = intensity_problems(float(np.nanmin(stored)), float(np.nanmax(stored)),
-                                  whole_scan=True)
+    # The file's own values (resampling pads outside them), judged as the manifest check judges
+    # a training scan.
+    problems = image_problems(ImageFacts.of(volume), whole_scan=True)
     if problems:
         raise ValueError(f"{path}: {problems[0]}; expected a CT scan as background")
     # RAS axis of each file axis, so the native voxel sizes come out in (x, y, z) = (R, A, S).
